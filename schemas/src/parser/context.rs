@@ -80,7 +80,8 @@ pub fn apply(
         _ => return Err("@context must be a string or an array of strings".into()),
     };
     let mut scope = parent.cloned();
-    for (i, entry) in entries.iter().enumerate() {
+    let mut seen_extension = false;
+    for entry in &entries {
         let Some(ctx) = entry.as_str() else {
             return Err("every @context entry must be a string".into());
         };
@@ -89,8 +90,8 @@ pub fn apply(
             return Err(format!("@context `{ctx}` is not a DTMI with a version"));
         }
         if let Some(v) = ctx.strip_prefix("dtmi:dtdl:context;") {
-            if i != 0 {
-                return Err("the DTDL context must come first in @context".into());
+            if seen_extension {
+                return Err("the DTDL context must come before any extension context".into());
             }
             let version = match v {
                 "2" => 2,
@@ -116,6 +117,7 @@ pub fn apply(
             }
             continue;
         }
+        seen_extension = true;
         let Some(s) = scope.as_mut() else {
             return Err("the first @context of a document must be the DTDL context".into());
         };

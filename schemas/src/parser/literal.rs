@@ -121,11 +121,11 @@ pub fn read_lang_string(v: &Value, max_len: usize) -> Result<BTreeMap<String, St
         if text.chars().count() > max_len {
             return Err(format!("longer than {max_len} characters"));
         }
-        let key = lang.unwrap_or("");
+        let key = lang.unwrap_or("en");
         if out.insert(key.to_owned(), text.to_owned()).is_some() {
             return Err(match lang {
                 Some(l) => format!("language `{l}` given twice"),
-                None => "more than one string without a language".into(),
+                None => "more than one string in the default language (en)".into(),
             });
         }
         Ok(())
@@ -153,8 +153,7 @@ pub fn read_lang_string(v: &Value, max_len: usize) -> Result<BTreeMap<String, St
     match v {
         Value::String(s) => put(None, s, &mut out)?,
         Value::Object(o) if o.contains_key("@value") => {
-            let (lang, text) = lang_value(o)?;
-            put(lang.as_deref(), &text, &mut out)?;
+            return Err("a localized value object must be inside an array".into());
         }
         Value::Object(o) => {
             for (lang, text) in o {
@@ -180,9 +179,6 @@ pub fn read_lang_string(v: &Value, max_len: usize) -> Result<BTreeMap<String, St
             }
         }
         _ => return Err("expected a string, a language map or an array".into()),
-    }
-    if let Some(default) = out.remove("") {
-        out.entry("en".to_owned()).or_insert(default);
     }
     Ok(out)
 }

@@ -206,6 +206,7 @@ impl<'o> Walker<'o> {
             self.err(path, "expected an element (a JSON object)");
             return None;
         };
+        let parent_scope = scope;
         // Context.
         let scope = match (obj.get("@context"), scope) {
             (Some(c), parent) => match context::apply(c, parent, self.allow_undefined) {
@@ -228,6 +229,24 @@ impl<'o> Walker<'o> {
 
         // Types.
         let (class, cotypes, undefined_cotype) = self.types(obj, path, &scope, pos)?;
+        if let Some(parent) = parent_scope {
+            // An element of an older DTDL version may stand as a whole content, schema
+            // or parent, but not as a part of a newer element (a MapKey, an EnumValue…).
+            let whole = class == Class::Interface
+                || vocab::CONTENT_CLASSES.contains(&class)
+                || matches!(pos.parent.map(|p| p.1), Some("schema" | "elementSchema"));
+            if version < parent.version && !whole {
+                self.err(
+                    path,
+                    format!(
+                        "a DTDL v{version} {} cannot be nested in a v{} element",
+                        class.term(),
+                        parent.version
+                    ),
+                );
+                return None;
+            }
+        }
 
         // Identity.
         let id = self.identity(obj, path, class, pos, version);
@@ -284,6 +303,10 @@ impl<'o> Walker<'o> {
         let props = self.properties(obj, path, class, &cotypes, undefined_cotype, &scope);
         let mut seen = Vec::new();
         for (prop, key, v) in &props {
+            // An empty array is JSON-LD for "no value".
+            if v.as_array().is_some_and(Vec::is_empty) {
+                continue;
+            }
             seen.push(*prop);
             let kpath = child_path(path, key);
             self.property(idx, prop, v, &kpath, &scope, &id);
@@ -374,7 +397,7 @@ impl<'o> Walker<'o> {
         }
         let class = match classes.as_slice() {
             [] => match pos.classes {
-                [c] if c.type_optional() => *c,
+                [c] if c.type_optional() && types.is_empty() => *c,
                 _ => {
                     self.err(
                         path,
@@ -630,10 +653,14 @@ impl<'o> Walker<'o> {
                 }
                 Err(m) => self.err(path, format!("`{prop}`: {m}")),
             },
-            PropKind::DtmiRef => match literal::read_string(v, dtmi::MAX_USER_DTMI_LEN) {
-                Ok(t) if dtmi::is_user_dtmi(&t) => self.elems[idx].target = Some(t),
-                Ok(t) => self.err(path, format!("target `{t}` is not a valid user DTMI")),
-                Err(m) => self.err(path, format!("`target`: {m}")),
+            PropKind::DtmiRef => match v.as_array().filter(|a| a.len() == 1).map_or(v, |a| &a[0]) {
+                Value::String(t) if dtmi::is_user_dtmi(t) => {
+                    self.elems[idx].target = Some(t.clone())
+                }
+                Value::String(t) => {
+                    self.err(path, format!("target `{t}` is not a valid user DTMI"))
+                }
+                _ => self.err(path, "target must be a DTMI string"),
             },
             PropKind::Literal => match literal::read_literal(v) {
                 Ok(l) => self.elems[idx].enum_value = Some(l),
