@@ -187,7 +187,8 @@ fn check_primitive(p: Primitive, value: &Value, path: &str) -> Result<(), ValueE
             None => fail(path, format!("expected {name}, got {}", describe(value))),
         };
     }
-    let string_check: Option<(fn(&str) -> bool, &str)> = match p {
+    type FormatCheck = (fn(&str) -> bool, &'static str);
+    let string_check: Option<FormatCheck> = match p {
         P::String => Some((|_| true, "a string")),
         P::Date => Some((is_date, "a date (YYYY-MM-DD)")),
         P::Time => Some((is_time, "a time (hh:mm:ss[.fff][offset])")),
@@ -414,7 +415,7 @@ fn is_uuid(s: &str) -> bool {
 
 fn is_base64(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return false;
     }
     let body = s.trim_end_matches('=');

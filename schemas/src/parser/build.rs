@@ -19,10 +19,12 @@ const MAX_EXTENDS_TOTAL: usize = 1024;
 const MAX_SCHEMA_DEPTH: usize = 5;
 /// Maximum number of elements in an Interface's contents hierarchy.
 const MAX_ELEMENTS: usize = 100_000;
+/// Guard against deep recursion through long reference chains.
+const MAX_BUILD_NESTING: usize = 64;
 
 enum State {
     Building,
-    Done(Option<Built>),
+    Done(Option<Box<Built>>),
 }
 
 #[derive(Clone)]
@@ -38,6 +40,8 @@ pub struct Builder<'w> {
     pub errors: Vec<ModelError>,
     state: HashMap<usize, State>,
     elements_per_partition: HashMap<usize, usize>,
+    /// Interfaces currently being built (recursion depth).
+    active: usize,
 }
 
 impl<'w> Builder<'w> {
@@ -51,6 +55,7 @@ impl<'w> Builder<'w> {
             errors: Vec::new(),
             state: HashMap::new(),
             elements_per_partition,
+            active: 0,
         }
     }
 
@@ -112,13 +117,23 @@ impl<'w> Builder<'w> {
 
     fn built(&mut self, i: usize) -> Option<Built> {
         match self.state.get(&i) {
-            Some(State::Done(b)) => return b.clone(),
+            Some(State::Done(b)) => return b.as_deref().cloned(),
             Some(State::Building) => return None,
             None => {}
         }
+        // Valid models nest only ~12 deep (extends depth 10, one component level);
+        // stop long reference chains before they exhaust the stack.
+        if self.active > MAX_BUILD_NESTING {
+            let path = self.elem(i).path.clone();
+            self.err(i, &path, "the `extends`/Component hierarchy is too deep");
+            self.state.insert(i, State::Done(None));
+            return None;
+        }
+        self.active += 1;
         self.state.insert(i, State::Building);
         let b = self.build_interface(i);
-        self.state.insert(i, State::Done(b.clone()));
+        self.active -= 1;
+        self.state.insert(i, State::Done(b.clone().map(Box::new)));
         b
     }
 

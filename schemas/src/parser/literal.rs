@@ -87,7 +87,7 @@ pub fn read_literal(v: &Value) -> Result<Value, String> {
         Value::String(_) => Ok(single(v)?.clone()),
         Value::Number(n) if n.is_i64() => Ok(single(v)?.clone()),
         Value::Object(o) => {
-            if let Ok(s) = value_object(o, "string").map(|x| x.clone()) {
+            if let Ok(s) = value_object(o, "string").cloned() {
                 if s.is_string() {
                     return Ok(s);
                 }

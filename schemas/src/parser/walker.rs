@@ -36,7 +36,6 @@ pub enum Ref {
 pub struct Elem {
     pub class: Class,
     pub id: String,
-    pub explicit_id: bool,
     pub path: String,
     /// The nearest enclosing Interface (itself for an Interface).
     pub partition: usize,
@@ -261,7 +260,6 @@ impl<'o> Walker<'o> {
         self.elems.push(Elem {
             class,
             id: id.clone(),
-            explicit_id,
             path: path.to_owned(),
             partition,
             version,
@@ -288,10 +286,13 @@ impl<'o> Walker<'o> {
         }
         if explicit_id {
             if self.ids.contains_key(&id) {
-                self.err(
-                    &child_path(path, "@id"),
-                    format!("`{id}` is defined more than once"),
-                );
+                // A registered model may repeat what the batch defines; the batch wins.
+                if self.doc.is_some() {
+                    self.err(
+                        &child_path(path, "@id"),
+                        format!("`{id}` is defined more than once"),
+                    );
+                }
             } else {
                 self.ids.insert(id.clone(), idx);
             }
