@@ -327,7 +327,7 @@ mod tests {
     fn undefined_extensions_follow_the_option() {
         let doc = json!({"@context": ["dtmi:dtdl:context;3", "dtmi:acme:ext;1"],
                          "@id": "dtmi:ex:T;1", "@type": ["Interface", "AcmeThing"], "acme": 1});
-        assert!(parse(&[doc.clone()]).is_err());
+        assert!(parse(std::slice::from_ref(&doc)).is_err());
         let lax = ParseOptions {
             allow_undefined_extensions: true,
         };
