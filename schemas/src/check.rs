@@ -16,14 +16,19 @@ use std::path::{Path, PathBuf};
 
 /// Read one file and return its documents (one per top-level Interface).
 pub fn load_documents(path: &Path) -> Result<Vec<Value>, ModelErrors> {
+    load_file(path).map(|(docs, _)| docs)
+}
+
+/// The file's documents and whether the file held a single object (not an array).
+fn load_file(path: &Path) -> Result<(Vec<Value>, bool), ModelErrors> {
     let file_err =
         |msg: String| ModelErrors::single(ModelError::new(None, path.display().to_string(), msg));
     let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read file: {e}")))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| file_err(format!("not UTF-8: {e}")))?;
     let value = parse_text(path, text).map_err(file_err)?;
     Ok(match value {
-        Value::Array(items) => items,
-        other => vec![other],
+        Value::Array(items) => (items, false),
+        other => (vec![other], true),
     })
 }
 
@@ -49,9 +54,8 @@ pub fn check_files(paths: &[PathBuf], opts: &ParseOptions) -> Result<Vec<Dtmi>, 
     let mut origin: Vec<(String, Option<usize>)> = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match load_documents(path) {
-            Ok(file_docs) => {
-                let single = file_docs.len() == 1 && file_is_object(path);
+        match load_file(path) {
+            Ok((file_docs, single)) => {
                 for (i, d) in file_docs.into_iter().enumerate() {
                     origin.push((path.display().to_string(), (!single).then_some(i)));
                     docs.push(d);
@@ -69,13 +73,6 @@ pub fn check_files(paths: &[PathBuf], opts: &ParseOptions) -> Result<Vec<Dtmi>, 
             e.0.into_iter().map(|err| relocate(err, &origin)).collect(),
         )),
     }
-}
-
-fn file_is_object(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| parse_text(path, &t).ok())
-        .is_some_and(|v| v.is_object())
 }
 
 /// Rewrite a batch path `$[k]rest` into `file: $[i]rest` (or `file: $rest`).
@@ -99,6 +96,39 @@ fn relocate(mut err: ModelError, origin: &[(String, Option<usize>)]) -> ModelErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_files_treats_all_files_as_one_set_and_names_files_in_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("base.yml");
+        std::fs::write(
+            &base,
+            "- '@context': dtmi:dtdl:context;3\n  '@id': dtmi:ex:Base;1\n  '@type': Interface\n",
+        )
+        .expect("write");
+        let child = dir.path().join("child.json");
+        std::fs::write(
+            &child,
+            r#"{"@context": "dtmi:dtdl:context;3", "@id": "dtmi:ex:Child;1", "@type": "Interface",
+                "extends": "dtmi:ex:Base;1",
+                "contents": [{"@type": "Property", "name": "p", "schema": "nope"}]}"#,
+        )
+        .expect("write");
+        let opts = ParseOptions::default();
+        let err = check_files(&[base.clone(), child.clone()], &opts).expect_err("bad schema");
+        let text = err.to_string();
+        assert!(text.contains("child.json: $.contents[0].schema"), "{text}");
+        std::fs::write(
+            &child,
+            r#"{"@context": "dtmi:dtdl:context;3", "@id": "dtmi:ex:Child;1", "@type": "Interface",
+                "extends": "dtmi:ex:Base;1"}"#,
+        )
+        .expect("write");
+        let ids = check_files(&[base.clone(), child], &opts).expect("valid set");
+        assert_eq!(ids, vec!["dtmi:ex:Base;1", "dtmi:ex:Child;1"]);
+        let err = check_files(&[dir.path().join("missing.json")], &opts).expect_err("no file");
+        assert!(err.to_string().contains("cannot read file"));
+    }
 
     #[test]
     fn yaml_and_json_with_bom() {
