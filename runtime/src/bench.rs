@@ -1,0 +1,258 @@
+//! `doppel bench`: benchmarks that print their figure beside a baseline measured in the
+//! same run on the same machine and disk (ratios hold on noisy machines; absolute
+//! numbers do not).
+//!
+//! `doppel bench patch` starts a real node on a temporary data directory, creates
+//! twins, and drives concurrent JSON-Patch requests over real HTTP with fsync on. The
+//! baseline is raw RocksDB `put` + fsync of the same number of bytes, from the same
+//! number of concurrent writers, in another database on the same filesystem.
+
+use crate::config::NodeConfig;
+use crate::server::{self, Node};
+use clap::{Args, Subcommand};
+use doppel_cluster::{Storage, StorageConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Twin PATCH throughput and latency on one node, vs raw RocksDB write+fsync.
+    Patch(PatchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PatchArgs {
+    /// Twins patched (round-robin).
+    #[arg(long, default_value_t = 256)]
+    pub twins: usize,
+    /// Concurrent clients (and concurrent raw writers in the baseline).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Total PATCH requests (and raw writes in the baseline).
+    #[arg(long, default_value_t = 20_000)]
+    pub ops: usize,
+    /// Where to put the temporary databases [default: the system temp dir].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Patch(a) => bench_patch(a).await,
+    }
+}
+
+/// Latency summary of one measured phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    pub ops_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
+    lat.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i].as_secs_f64() * 1000.0
+    };
+    Figures {
+        ops_per_s: lat.len() as f64 / wall.as_secs_f64().max(1e-9),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+    }
+}
+
+async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.twins > 0 && a.concurrency > 0 && a.ops > 0,
+        "--twins, --concurrency and --ops must be positive"
+    );
+    let base = match &a.dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("doppel-bench-")
+            .tempdir_in(d)?,
+        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
+    };
+    eprintln!(
+        "bench patch: {} twins, {} clients, {} ops, data in {}",
+        a.twins,
+        a.concurrency,
+        a.ops,
+        base.path().display()
+    );
+
+    // --- doppel: a real node over real HTTP -------------------------------------
+    let config = NodeConfig {
+        data_dir: base.path().join("node"),
+        http: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let node = Node::open(config).await?;
+    let token = node
+        .created_admin_token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("fresh node created no admin token"))?;
+    let stats = node.state.proposer.stats.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(node, listener, async {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .build()?;
+    let auth = format!("Bearer {token}");
+    let model = serde_json::json!([{
+        "@context": "dtmi:dtdl:context;3", "@id": "dtmi:doppel:bench:Sensor;1", "@type": "Interface",
+        "contents": [
+            {"@type": "Property", "name": "temperature", "schema": "double"},
+            {"@type": "Property", "name": "setpoint", "schema": "double", "writable": true},
+            {"@type": "Property", "name": "status", "schema": "string"}
+        ]
+    }]);
+    let r = client
+        .post(format!("{url}/models"))
+        .header("authorization", &auth)
+        .json(&model)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "model upload failed: {} {}",
+        r.status(),
+        r.text().await?
+    );
+    eprintln!("creating {} twins…", a.twins);
+    for i in 0..a.twins {
+        let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"}, "temperature": 20.0, "status": "running"});
+        let r = client
+            .put(format!("{url}/digitaltwins/sensor-{i}"))
+            .header("authorization", &auth)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "twin create failed: {} {}",
+            r.status(),
+            r.text().await?
+        );
+    }
+    let sample = client
+        .get(format!("{url}/digitaltwins/sensor-0"))
+        .header("authorization", &auth)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let record_bytes = sample.len();
+    let (groups0, cmds0) = (
+        stats.groups.load(std::sync::atomic::Ordering::Relaxed),
+        stats.commands.load(std::sync::atomic::Ordering::Relaxed),
+    );
+
+    eprintln!("measuring doppel: {} PATCH requests…", a.ops);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..a.concurrency {
+        let n = a.ops / a.concurrency + usize::from(w < a.ops % a.concurrency);
+        let (client, url, auth, twins) = (client.clone(), url.clone(), auth.clone(), a.twins);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                let twin = (w + i * 7919) % twins;
+                let patch = serde_json::json!([{"op": "replace", "path": "/temperature", "value": (i as f64) * 0.1}]);
+                let t = Instant::now();
+                let r = client
+                    .patch(format!("{url}/digitaltwins/sensor-{twin}"))
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json-patch+json")
+                    .json(&patch)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().as_u16() == 204, "PATCH failed: {} {}", r.status(), r.text().await?);
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::with_capacity(a.ops);
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let doppel = figures(lat, started.elapsed());
+    let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed) - groups0;
+    let cmds = stats.commands.load(std::sync::atomic::Ordering::Relaxed) - cmds0;
+    let _ = stop_tx.send(());
+    server.await??;
+
+    // --- baseline: raw RocksDB put + fsync of the same bytes ---------------------
+    eprintln!(
+        "measuring baseline: {} raw RocksDB put+fsync of {record_bytes} bytes…",
+        a.ops
+    );
+    let raw = Arc::new(Storage::open(
+        &base.path().join("raw"),
+        1,
+        &StorageConfig::default(),
+    )?);
+    let value = vec![b'x'; record_bytes];
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for w in 0..a.concurrency {
+        let n = a.ops / a.concurrency + usize::from(w < a.ops % a.concurrency);
+        let (raw, value) = (raw.clone(), value.clone());
+        threads.push(std::thread::spawn(
+            move || -> anyhow::Result<Vec<Duration>> {
+                let mut lat = Vec::with_capacity(n);
+                for i in 0..n {
+                    let key = format!("bench/{w}/{}", i % 1024);
+                    let t = Instant::now();
+                    raw.raw_put_sync(key.as_bytes(), &value)?;
+                    lat.push(t.elapsed());
+                }
+                Ok(lat)
+            },
+        ));
+    }
+    let mut lat = Vec::with_capacity(a.ops);
+    for t in threads {
+        lat.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("baseline writer panicked"))??,
+        );
+    }
+    let baseline = figures(lat, started.elapsed());
+
+    println!(
+        "twin PATCH, 1 node, fsync on, {} clients, {} ops, {} twins, record {} B",
+        a.concurrency, a.ops, a.twins, record_bytes
+    );
+    println!(
+        "  {:<44} {:>10} {:>9} {:>9}",
+        "", "ops/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "  {:<44} {:>10.0} {:>9.2} {:>9.2}",
+        "doppel PATCH over HTTP (group commit)", doppel.ops_per_s, doppel.p50_ms, doppel.p99_ms
+    );
+    println!(
+        "  {:<44} {:>10.0} {:>9.2} {:>9.2}",
+        "baseline: raw RocksDB put+fsync, same bytes",
+        baseline.ops_per_s,
+        baseline.p50_ms,
+        baseline.p99_ms
+    );
+    println!(
+        "  ratio doppel/baseline: throughput {:.2}x, p99 latency {:.2}x; {:.1} commands per fsynced group",
+        doppel.ops_per_s / baseline.ops_per_s.max(1e-9),
+        doppel.p99_ms / baseline.p99_ms.max(1e-9),
+        cmds as f64 / (groups.max(1)) as f64
+    );
+    Ok(())
+}

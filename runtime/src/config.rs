@@ -1,0 +1,142 @@
+//! The node's configuration: one struct, read from an optional TOML file, overridden
+//! by command-line flags, validated once at start-up with messages naming the key.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its RocksDB and its admin token.
+    pub data_dir: PathBuf,
+    /// Address of the REST API.
+    pub http: String,
+    /// PEM certificate chain and private key; both or neither. With them the API is HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure: bool,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Number of data shards; fixed when the data directory is created.
+    pub shard_count: u32,
+    /// Default page size of list endpoints (clients may ask for up to `max_page_size`).
+    pub page_size: usize,
+    pub max_page_size: usize,
+    /// Proposals waiting for the commit thread before writes get 503 + Retry-After.
+    pub write_queue: usize,
+    /// Most commands committed in one fsynced group.
+    pub max_commit_batch: usize,
+    pub block_cache_mb: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./doppel-data"),
+            http: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
+            insecure: false,
+            max_body_bytes: 1024 * 1024,
+            shard_count: doppel_twins::keys::DEFAULT_SHARD_COUNT,
+            page_size: 100,
+            max_page_size: 1000,
+            write_queue: 10_000,
+            max_commit_batch: 512,
+            block_cache_mb: 64,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> anyhow::Result<SocketAddr> {
+        let addr: SocketAddr = self.http.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "http: '{}' is not an address like 127.0.0.1:8080 ({e})",
+                self.http
+            )
+        })?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                anyhow::bail!("tls_cert is set but tls_key is not; give both or neither")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("tls_key is set but tls_cert is not; give both or neither")
+            }
+            _ => {}
+        }
+        if self.tls_cert.is_none() && !addr.ip().is_loopback() && !self.insecure {
+            anyhow::bail!(
+                "http: refusing to serve plain HTTP on non-loopback address {addr}; give --tls-cert and --tls-key, \
+                 or pass --insecure if this network is trusted"
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            anyhow::bail!(
+                "max_body_bytes: {} is too small (minimum 1024)",
+                self.max_body_bytes
+            );
+        }
+        if !(1..=4096).contains(&self.shard_count) {
+            anyhow::bail!("shard_count: {} is out of range 1..=4096", self.shard_count);
+        }
+        if self.page_size == 0 || self.page_size > self.max_page_size {
+            anyhow::bail!(
+                "page_size: must be between 1 and max_page_size ({})",
+                self.max_page_size
+            );
+        }
+        if self.write_queue == 0 || self.max_commit_batch == 0 {
+            anyhow::bail!("write_queue and max_commit_batch must be positive");
+        }
+        Ok(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let addr = NodeConfig::default().validate().unwrap();
+        assert!(addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn non_loopback_plain_http_is_refused_unless_insecure() {
+        let mut c = NodeConfig {
+            http: "0.0.0.0:8080".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("--insecure"));
+        c.insecure = true;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<NodeConfig>("htp = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("htp"), "{err}");
+    }
+
+    #[test]
+    fn half_tls_is_refused() {
+        let c = NodeConfig {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("tls_key"));
+    }
+}

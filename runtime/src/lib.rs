@@ -1,0 +1,7 @@
+//! doppel-runtime: the doppel node (REST API, auth, bootstrap) and the `doppel` CLI.
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,201 @@
+//! The `doppel` binary: `doppel serve` runs a node; the other subcommands are clients
+//! of a node's REST API (and `models check` validates DTDL files offline).
+
+use clap::{Args, Parser, Subcommand};
+use doppel_runtime::config::NodeConfig;
+use doppel_runtime::server::{self, Node, ADMIN_TOKEN_FILE};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "doppel",
+    version,
+    about = "doppel — a digital-twin runtime for industrial IoT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a doppel node (REST API on --http, state in --data-dir).
+    Serve(ServeArgs),
+    /// Upload, list, inspect, delete and check DTDL models.
+    Models {
+        #[command(flatten)]
+        opts: doppel_runtime::client::ClientOpts,
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::ModelsCmd,
+    },
+    /// Create, read, patch, delete and list digital twins.
+    Twins {
+        #[command(flatten)]
+        opts: doppel_runtime::client::ClientOpts,
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::TwinsCmd,
+    },
+    /// Create, list and delete relationships between twins.
+    Rel {
+        #[command(flatten)]
+        opts: doppel_runtime::client::ClientOpts,
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::RelCmd,
+    },
+    /// Create, list and revoke API tokens.
+    Tokens {
+        #[command(flatten)]
+        opts: doppel_runtime::client::ClientOpts,
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::TokensCmd,
+    },
+    /// Benchmarks that print their figure beside a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(doppel_runtime::bench::BenchCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; flags given here override its values.
+    #[arg(long, env = "DOPPEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./doppel-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// REST API address [default: 127.0.0.1:8080]
+    #[arg(long)]
+    http: Option<String>,
+    /// PEM certificate chain for HTTPS (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (with --tls-cert).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    insecure: bool,
+    /// Largest accepted request body in bytes [default: 1048576]
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Number of data shards, fixed when the data directory is created [default: 64]
+    #[arg(long)]
+    shards: Option<u32>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let mut c = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.http {
+            c.http = v;
+        }
+        if let Some(v) = self.tls_cert {
+            c.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            c.tls_key = Some(v);
+        }
+        c.insecure |= self.insecure;
+        if let Some(v) = self.max_body_bytes {
+            c.max_body_bytes = v;
+        }
+        if let Some(v) = self.shards {
+            c.shard_count = v;
+        }
+        Ok(c)
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    doppel_runtime::tls::install_default_provider();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = rt.block_on(async move {
+        let result = match cli.cmd {
+            Cmd::Serve(args) => serve(args).await.map(|()| 0),
+            Cmd::Models { opts, cmd } => doppel_runtime::client::run_models(&opts, cmd).await,
+            Cmd::Twins { opts, cmd } => doppel_runtime::client::run_twins(&opts, cmd).await,
+            Cmd::Rel { opts, cmd } => doppel_runtime::client::run_rel(&opts, cmd).await,
+            Cmd::Tokens { opts, cmd } => doppel_runtime::client::run_tokens(&opts, cmd).await,
+            Cmd::Bench(cmd) => doppel_runtime::bench::run(cmd).await.map(|()| 0),
+        };
+        result.unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            2
+        })
+    });
+    std::process::exit(code);
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = args.into_config()?;
+    let addr = config.validate()?;
+    let data_dir = config.data_dir.clone();
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let node = Node::open(config).await?;
+    let token_path = data_dir.join(ADMIN_TOKEN_FILE);
+    match &node.created_admin_token {
+        Some(_) => println!(
+            "first start: created tenant 'default' and an admin token in {} (mode 0600)",
+            token_path.display()
+        ),
+        None => println!(
+            "admin token: {} (if you still have it)",
+            token_path.display()
+        ),
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    println!(
+        "doppel {} serving {scheme}://{bound} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    println!(
+        "try: curl -H \"Authorization: Bearer $(cat {})\" {scheme}://{bound}/models",
+        token_path.display()
+    );
+    let storage = node.state.storage.clone();
+    server::serve(node, listener, shutdown_signal()).await?;
+    storage.flush()?;
+    println!("doppel stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,139 @@
+//! The REST API: Azure-Digital-Twins-style data-plane paths over one node's state.
+//!
+//! ```text
+//!  request ─▶ Caller (auth) ─▶ handler ─┬─ read:  Storage (StateRead) ─▶ JSON
+//!                                       └─ write: Command ─▶ Proposer ─▶ fsync ─▶ JSON
+//! ```
+//!
+//! Handlers never change state themselves: every change is a `doppel_twins::Command`
+//! handed to the [`Proposer`]. Reads go straight to committed storage, which after an
+//! acknowledged write already holds it (read-your-writes on one node).
+
+pub mod api_error;
+pub mod auth;
+pub mod body;
+mod bootstrap;
+mod models_api;
+pub mod paging;
+mod relationships_api;
+mod tokens_api;
+mod twins_api;
+
+use crate::config::NodeConfig;
+use axum::routing::get;
+use axum::Router;
+use doppel_cluster::{Proposer, Storage, StorageConfig};
+use std::sync::Arc;
+
+pub use bootstrap::ADMIN_TOKEN_FILE;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Storage,
+    pub proposer: Proposer,
+    pub config: Arc<NodeConfig>,
+    pub shard_count: u32,
+    pub tls: bool,
+}
+
+/// A node opened on its data directory, ready to serve.
+pub struct Node {
+    pub state: AppState,
+    /// The admin token, when this start created it.
+    pub created_admin_token: Option<String>,
+}
+
+impl Node {
+    pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
+        let storage = Storage::open(
+            &config.data_dir.join("db"),
+            config.shard_count,
+            &StorageConfig {
+                sync: true,
+                block_cache_mb: config.block_cache_mb,
+            },
+        )?;
+        let proposer = Proposer::start(
+            storage.clone(),
+            config.shard_count,
+            config.write_queue,
+            config.max_commit_batch,
+        );
+        let state = AppState {
+            storage,
+            proposer,
+            shard_count: config.shard_count,
+            tls: config.tls_cert.is_some(),
+            config: Arc::new(config),
+        };
+        let created_admin_token = bootstrap::first_start(&state).await?;
+        Ok(Node {
+            state,
+            created_admin_token,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(models_api::routes())
+        .merge(twins_api::routes())
+        .merge(relationships_api::routes())
+        .merge(tokens_api::routes())
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found(uri: axum::http::Uri) -> api_error::ApiError {
+    api_error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(
+    node: Node,
+    listener: std::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let config = node.state.config.clone();
+    let app = node.router();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::server_config(cert, key)?;
+            axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(tls),
+            )?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await?;
+        }
+        _ => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Paged list responses: `{"value": [...], "nextLink": "..."}` as in Azure Digital
+//! Twins. The continuation token is opaque to clients (URL-safe base64 of the last key
+//! returned), and `nextLink` is an absolute URL when the request named its host.
+
+use super::api_error::{ApiError, ApiResult};
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use serde_json::Value;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PageQuery {
+    pub continuation_token: Option<String>,
+    pub max_items_per_page: Option<usize>,
+}
+
+pub fn decode_token(token: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
+    token
+        .map(|t| {
+            B64.decode(t).map_err(|_| {
+                ApiError::bad_request("continuationToken is not a token this server issued")
+            })
+        })
+        .transpose()
+}
+
+pub fn encode_token(key: &[u8]) -> String {
+    B64.encode(key)
+}
+
+/// The page size: `max-items-per-page` header (ADT), else `maxItemsPerPage`, else default.
+pub fn page_size(
+    headers: &HeaderMap,
+    q: &PageQuery,
+    default: usize,
+    max: usize,
+) -> ApiResult<usize> {
+    let from_header = headers
+        .get("max-items-per-page")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("max-items-per-page must be a positive integer")
+                })
+        })
+        .transpose()?;
+    let n = from_header.or(q.max_items_per_page).unwrap_or(default);
+    if n == 0 || n > max {
+        return Err(ApiError::bad_request(format!(
+            "page size must be between 1 and {max}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Builds the page body; `next` is the continuation token when more items follow.
+pub fn page(
+    headers: &HeaderMap,
+    tls: bool,
+    path: &str,
+    extra_query: &[(&str, &str)],
+    items: Vec<Value>,
+    next: Option<String>,
+) -> Value {
+    let mut body = serde_json::json!({ "value": items });
+    if let Some(tok) = next {
+        let mut query: Vec<String> = extra_query
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect();
+        query.push(format!("continuationToken={tok}"));
+        let rel = format!("{path}?{}", query.join("&"));
+        let link = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            Some(host) => {
+                let scheme = if tls { "https" } else { "http" };
+                format!("{scheme}://{host}{rel}")
+            }
+            None => rel,
+        };
+        body["nextLink"] = Value::String(link);
+    }
+    body
+}

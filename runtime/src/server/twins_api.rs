@@ -1,0 +1,260 @@
+//! `/digitaltwins/{id}`: create/replace, read, JSON-Patch, delete twins; publish
+//! telemetry; list a tenant's twins (a doppel extension; ADT lists through queries).
+
+use super::api_error::{ApiError, ApiResult};
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::paging::{self, PageQuery};
+use super::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use doppel_twins::codec::decode;
+use doppel_twins::keys::{self, shard_of, Family};
+use doppel_twins::{
+    load_twin, Command, Condition, Outcome, Role, StateRead, TwinError, TwinRecord,
+};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/digitaltwins", get(list))
+        .route(
+            "/digitaltwins/{id}",
+            get(get_twin)
+                .put(put_twin)
+                .patch(patch_twin)
+                .delete(delete_twin),
+        )
+        .route("/digitaltwins/{id}/telemetry", post(telemetry))
+}
+
+/// Reads `If-Match` / `If-None-Match` into a [`Condition`].
+pub fn condition(headers: &HeaderMap) -> ApiResult<Condition> {
+    let text = |name: header::HeaderName| -> ApiResult<Option<String>> {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::bad_request(format!("{name} is not valid text")))
+            })
+            .transpose()
+    };
+    match (text(header::IF_MATCH)?, text(header::IF_NONE_MATCH)?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give If-Match or If-None-Match, not both",
+        )),
+        (Some(tag), None) => Ok(Condition::IfMatch(tag.trim().to_owned())),
+        (None, Some(tag)) if tag.trim() == "*" => Ok(Condition::IfNoneMatchAny),
+        (None, Some(tag)) => Err(ApiError::bad_request(format!(
+            "If-None-Match only supports '*', got '{tag}'"
+        ))),
+        (None, None) => Ok(Condition::Always),
+    }
+}
+
+fn with_etag(mut resp: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn twin_response(twin: &TwinRecord) -> Response {
+    with_etag(Json(twin.to_json()).into_response(), &twin.etag)
+}
+
+async fn get_twin(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Reader)?;
+    let shard = shard_of(caller.tenant(), &id, st.shard_count);
+    let twin = load_twin(&st.storage, shard, caller.tenant(), &id)?
+        .ok_or(TwinError::TwinNotFound { twin: id })?;
+    Ok(twin_response(&twin))
+}
+
+async fn put_twin(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    caller.require(Role::Writer)?;
+    let condition = condition(&headers)?;
+    let cmd = Command::PutTwin {
+        tenant: caller.tenant().to_owned(),
+        twin_id: id,
+        body,
+        condition,
+    };
+    match st.proposer.propose(cmd).await? {
+        Outcome::Twin { twin, .. } => Ok(twin_response(&twin)),
+        _ => Err(ApiError::internal("unexpected outcome of a twin PUT")),
+    }
+}
+
+async fn patch_twin(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Response> {
+    caller.require(Role::Writer)?;
+    let condition = condition(&headers)?;
+    let cmd = Command::PatchTwin {
+        tenant: caller.tenant().to_owned(),
+        twin_id: id,
+        patch,
+        condition,
+    };
+    match st.proposer.propose(cmd).await? {
+        Outcome::Twin { twin, .. } => Ok(with_etag(
+            StatusCode::NO_CONTENT.into_response(),
+            &twin.etag,
+        )),
+        _ => Err(ApiError::internal("unexpected outcome of a twin PATCH")),
+    }
+}
+
+async fn delete_twin(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Writer)?;
+    let condition = condition(&headers)?;
+    st.proposer
+        .propose(Command::DeleteTwin {
+            tenant: caller.tenant().to_owned(),
+            twin_id: id,
+            condition,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// ADT's `POST /digitaltwins/{id}/telemetry`, with the optional `Dt-Timestamp`
+/// (RFC 3339 source time). The message is validated against the twin's model and
+/// appended to its telemetry history.
+async fn telemetry(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Writer)?;
+    let source_time = headers
+        .get("dt-timestamp")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::bad_request("Dt-Timestamp is not valid text"))
+        })
+        .transpose()?;
+    let cmd = Command::RecordTelemetry {
+        tenant: caller.tenant().to_owned(),
+        twin_id: id,
+        body,
+        source_time,
+    };
+    st.proposer.propose(cmd).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    model: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+/// Lists the tenant's twins shard by shard. The continuation token is the shard id
+/// (4 bytes BE) followed by the last key returned.
+async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Role::Reader)?;
+    let size = paging::page_size(
+        &headers,
+        &q.page,
+        st.config.page_size,
+        st.config.max_page_size,
+    )?;
+    let (mut shard, mut after) = match paging::decode_token(q.page.continuation_token.as_deref())? {
+        Some(tok) if tok.len() >= 4 => (
+            u32::from_be_bytes([tok[0], tok[1], tok[2], tok[3]]),
+            Some(tok[4..].to_vec()),
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "continuationToken is not a token this server issued",
+            ))
+        }
+        None => (0, None),
+    };
+    let mut items = Vec::new();
+    let mut next = None;
+    let mut last_returned: Option<(u32, Vec<u8>)> = None;
+    // Scanning is bounded: at most `size` matches per page, and a model filter that
+    // rejects everything still ends after one pass over the tenant's twins.
+    'shards: while shard < st.shard_count {
+        let prefix = keys::tenant_prefix(shard, caller.tenant());
+        loop {
+            let rows = st
+                .storage
+                .scan(Family::Twins, &prefix, after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (k, v) in rows {
+                let twin: TwinRecord =
+                    decode("twin", &v).map_err(|e| ApiError::internal(e.to_string()))?;
+                after = Some(k.clone());
+                if q.model.as_deref().is_some_and(|m| m != twin.model) {
+                    continue;
+                }
+                if items.len() == size {
+                    // One more match exists: the next page resumes after the last one returned.
+                    if let Some((s, key)) = &last_returned {
+                        let mut tok = s.to_be_bytes().to_vec();
+                        tok.extend_from_slice(key);
+                        next = Some(paging::encode_token(&tok));
+                    }
+                    break 'shards;
+                }
+                items.push(twin.to_json());
+                last_returned = Some((shard, k));
+            }
+            if done {
+                break;
+            }
+        }
+        shard += 1;
+        after = None;
+    }
+    let model = q.model.clone().unwrap_or_default();
+    let extra: Vec<(&str, &str)> = if q.model.is_some() {
+        vec![("model", model.as_str())]
+    } else {
+        vec![]
+    };
+    Ok(Json(paging::page(
+        &headers,
+        st.tls,
+        "/digitaltwins",
+        &extra,
+        items,
+        next,
+    )))
+}

@@ -1,0 +1,150 @@
+//! `Command`: the only way doppel's state changes.
+//!
+//! A command is decided by a proposer (the REST handler, later the twin actor) and
+//! applied by the deterministic [`crate::StateMachine`] on every replica. Everything
+//! non-deterministic — the clock, random etags, token secrets — is fixed by the
+//! proposer in the [`Stamp`] and the command itself, so replicas that apply the same
+//! commands in the same order reach byte-identical state.
+
+use crate::tenancy::TokenRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A conditional-request precondition (HTTP `If-Match` / `If-None-Match: *`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    #[default]
+    Always,
+    /// Apply only if the current etag equals this one (`*` = if it exists at all).
+    IfMatch(String),
+    /// Apply only if the target does not exist yet (`If-None-Match: *`).
+    IfNoneMatchAny,
+}
+
+/// Values the proposer fixes so that applying is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// RFC 3339 UTC time of the proposal; becomes `lastUpdateTime`s.
+    pub now: String,
+    /// Random bits; etags and sequence numbers are derived from it.
+    pub nonce: u64,
+}
+
+impl Stamp {
+    pub fn etag(&self) -> String {
+        format!("W/\"{:016x}\"", self.nonce)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create the tenant if it does not exist yet (idempotent).
+    EnsureTenant {
+        tenant: String,
+    },
+    /// Store a token (its tenant is created if needed).
+    PutToken {
+        token: TokenRecord,
+    },
+    RevokeToken {
+        tenant: String,
+        token_id: String,
+    },
+    /// Upload a batch of DTDL documents; all or nothing.
+    UploadModels {
+        tenant: String,
+        documents: Vec<Value>,
+    },
+    DeleteModel {
+        tenant: String,
+        model: String,
+    },
+    SetModelDecommissioned {
+        tenant: String,
+        model: String,
+        decommissioned: bool,
+    },
+    /// Create or replace a twin from its ADT JSON body.
+    PutTwin {
+        tenant: String,
+        twin_id: String,
+        body: Value,
+        condition: Condition,
+    },
+    /// Apply an RFC 6902 JSON Patch to a twin.
+    PatchTwin {
+        tenant: String,
+        twin_id: String,
+        patch: Value,
+        condition: Condition,
+    },
+    DeleteTwin {
+        tenant: String,
+        twin_id: String,
+        condition: Condition,
+    },
+    PutRelationship {
+        tenant: String,
+        source: String,
+        rel_id: String,
+        body: Value,
+        condition: Condition,
+    },
+    DeleteRelationship {
+        tenant: String,
+        source: String,
+        rel_id: String,
+        condition: Condition,
+    },
+    /// Validate telemetry against the twin's model and append it to its history.
+    RecordTelemetry {
+        tenant: String,
+        twin_id: String,
+        body: Value,
+        source_time: Option<String>,
+    },
+}
+
+impl Command {
+    /// The shard whose state machine applies this command.
+    pub fn shard(&self, shard_count: u32) -> u32 {
+        use crate::keys::{shard_of, META_SHARD};
+        match self {
+            Command::EnsureTenant { .. }
+            | Command::PutToken { .. }
+            | Command::RevokeToken { .. }
+            | Command::UploadModels { .. }
+            | Command::DeleteModel { .. }
+            | Command::SetModelDecommissioned { .. } => META_SHARD,
+            Command::PutTwin {
+                tenant, twin_id, ..
+            }
+            | Command::PatchTwin {
+                tenant, twin_id, ..
+            }
+            | Command::DeleteTwin {
+                tenant, twin_id, ..
+            }
+            | Command::RecordTelemetry {
+                tenant, twin_id, ..
+            } => shard_of(tenant, twin_id, shard_count),
+            Command::PutRelationship { tenant, source, .. }
+            | Command::DeleteRelationship { tenant, source, .. } => {
+                shard_of(tenant, source, shard_count)
+            }
+        }
+    }
+}
+
+/// What applying a command produced, for the caller's response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    Twin {
+        twin: crate::TwinRecord,
+        created: bool,
+    },
+    Relationship(crate::RelationshipRecord),
+    Models(Vec<crate::ModelRecord>),
+    Token(TokenRecord),
+}

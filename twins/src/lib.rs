@@ -1,0 +1,28 @@
+//! doppel-twins: twin state, the `Command`s that change it, and the deterministic
+//! per-shard state machine that applies them.
+//!
+//! Nothing here does I/O: the state machine reads through [`StateRead`] and emits
+//! [`Write`]s; `doppel-cluster` persists them (today on one node, later behind Raft).
+//! Key types: [`Command`], [`Stamp`], [`StateMachine`], [`TwinRecord`],
+//! [`RelationshipRecord`], [`ModelRecord`], [`TokenRecord`], [`TwinError`].
+
+pub mod codec;
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod models;
+pub mod relationship;
+pub mod state_machine;
+pub mod store;
+pub mod tenancy;
+pub mod twin;
+
+pub use command::{Command, Condition, Outcome, Stamp};
+pub use error::{ErrorKind, TwinError};
+pub use models::ModelRecord;
+pub use relationship::RelationshipRecord;
+pub use state_machine::{load_relationship, load_twin, StateMachine};
+pub use store::{Entry, MemState, Overlay, StateRead, StoreError, Write};
+pub use tenancy::{Role, TenantRecord, TokenRecord};
+pub use twin::{PropertyBag, PropertyMeta, TwinRecord};

@@ -1,0 +1,1078 @@
+//! The deterministic per-shard state machine: `apply(command) -> (outcome, writes)`.
+//!
+//! ```text
+//!   proposer ──Command+Stamp──▶ StateMachine::apply ──reads──▶ StateRead (overlay)
+//!                                     │
+//!                                     └──writes──▶ Overlay ──▶ one fsynced write batch
+//! ```
+//!
+//! Contract:
+//! - deterministic: the result depends only on the command, its stamp and the state
+//!   read (no clock, no randomness, no I/O besides reads);
+//! - all or nothing: on `Err` the caller drops the overlay the command wrote into, so
+//!   a rejected command leaves no trace;
+//! - every rule a user can break (ids, model conformance, multiplicity, etags, models
+//!   in use) is checked here, so every replica agrees on what was rejected.
+
+use crate::codec::{decode, encode};
+use crate::command::{Command, Condition, Outcome, Stamp};
+use crate::error::TwinError;
+use crate::ids;
+use crate::keys::{self, shard_of, Family, MetaKind, SYSTEM_TENANT};
+use crate::models::{self, ModelCache, ModelRecord, StoredModels};
+use crate::relationship::RelationshipRecord;
+use crate::store::{Overlay, StateRead};
+use crate::tenancy::{TenantRecord, TokenRecord};
+use crate::twin::{PropertyBag, PropertyMeta, TwinRecord};
+use doppel_schemas::{parse_batch, validate_value, InterfaceModel, ParseOptions, PropertyDef};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub struct StateMachine {
+    shard_count: u32,
+    models: ModelCache,
+}
+
+impl StateMachine {
+    pub fn new(shard_count: u32) -> Self {
+        StateMachine {
+            shard_count: shard_count.max(1),
+            models: ModelCache::default(),
+        }
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    /// Applies one command. On error nothing written to `out` may be kept.
+    pub fn apply(
+        &mut self,
+        cmd: &Command,
+        stamp: &Stamp,
+        out: &mut Overlay<'_>,
+    ) -> Result<Outcome, TwinError> {
+        match cmd {
+            Command::EnsureTenant { tenant } => {
+                ensure_tenant(out, tenant, stamp)?;
+                Ok(Outcome::Done)
+            }
+            Command::PutToken { token } => {
+                ensure_tenant(out, &token.tenant, stamp)?;
+                out.put(
+                    Family::Meta,
+                    keys::meta(SYSTEM_TENANT, MetaKind::Token, &token.id),
+                    encode(token),
+                );
+                Ok(Outcome::Token(token.clone()))
+            }
+            Command::RevokeToken { tenant, token_id } => {
+                let key = keys::meta(SYSTEM_TENANT, MetaKind::Token, token_id);
+                match out.get(Family::Meta, &key)? {
+                    Some(b) if decode::<TokenRecord>("token", &b)?.tenant == *tenant => {
+                        out.delete(Family::Meta, key);
+                        Ok(Outcome::Done)
+                    }
+                    _ => Err(TwinError::TokenNotFound {
+                        id: token_id.clone(),
+                    }),
+                }
+            }
+            Command::UploadModels { tenant, documents } => {
+                self.upload_models(out, tenant, documents, stamp)
+            }
+            Command::DeleteModel { tenant, model } => self.delete_model(out, tenant, model),
+            Command::SetModelDecommissioned {
+                tenant,
+                model,
+                decommissioned,
+            } => {
+                let mut rec = models::load_record(out, tenant, model)?.ok_or_else(|| {
+                    TwinError::ModelNotFound {
+                        model: model.clone(),
+                    }
+                })?;
+                if !decommissioned && rec.decommissioned {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "model {model} is decommissioned; decommissioning cannot be undone"
+                    )));
+                }
+                rec.decommissioned = *decommissioned;
+                models::store_record(out, tenant, &rec);
+                Ok(Outcome::Models(vec![rec]))
+            }
+            Command::PutTwin {
+                tenant,
+                twin_id,
+                body,
+                condition,
+            } => self.put_twin(out, tenant, twin_id, body, condition, stamp),
+            Command::PatchTwin {
+                tenant,
+                twin_id,
+                patch,
+                condition,
+            } => self.patch_twin(out, tenant, twin_id, patch, condition, stamp),
+            Command::DeleteTwin {
+                tenant,
+                twin_id,
+                condition,
+            } => self.delete_twin(out, tenant, twin_id, condition),
+            Command::PutRelationship {
+                tenant,
+                source,
+                rel_id,
+                body,
+                condition,
+            } => self.put_relationship(out, tenant, source, rel_id, body, condition, stamp),
+            Command::DeleteRelationship {
+                tenant,
+                source,
+                rel_id,
+                condition,
+            } => {
+                let existing = load_relationship(out, self.shard_count, tenant, source, rel_id)?
+                    .ok_or_else(|| TwinError::RelationshipNotFound {
+                        source_twin: source.clone(),
+                        rel: rel_id.clone(),
+                    })?;
+                check_condition(Some(&existing.etag), condition, "relationship")?;
+                self.remove_relationship(out, tenant, &existing);
+                Ok(Outcome::Done)
+            }
+            Command::RecordTelemetry {
+                tenant,
+                twin_id,
+                body,
+                source_time,
+            } => self.record_telemetry(out, tenant, twin_id, body, source_time.as_deref(), stamp),
+        }
+    }
+
+    // ---- models ----------------------------------------------------------------
+
+    fn upload_models(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        documents: &[Value],
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        if documents.is_empty() {
+            return Err(TwinError::InvalidArgument(
+                "the request holds no models; send a JSON array of DTDL Interfaces".into(),
+            ));
+        }
+        let source = StoredModels::new(out, tenant);
+        let parsed = parse_batch(documents, &source, &ParseOptions::default());
+        if let Some(e) = source.error.borrow_mut().take() {
+            return Err(e.into());
+        }
+        let parsed = parsed.map_err(TwinError::ModelInvalid)?;
+        let mut records = Vec::with_capacity(parsed.len());
+        for (id, document, _) in parsed {
+            if models::load_record(out, tenant, &id)?.is_some() {
+                return Err(TwinError::ModelExists { model: id });
+            }
+            records.push(ModelRecord {
+                id,
+                document,
+                upload_time: stamp.now.clone(),
+                decommissioned: false,
+            });
+        }
+        for rec in &records {
+            models::store_record(out, tenant, rec);
+        }
+        Ok(Outcome::Models(records))
+    }
+
+    fn delete_model(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        model: &str,
+    ) -> Result<Outcome, TwinError> {
+        if models::load_record(out, tenant, model)?.is_none() {
+            return Err(TwinError::ModelNotFound {
+                model: model.to_owned(),
+            });
+        }
+        if let Some((k, _)) = out
+            .scan(
+                Family::Meta,
+                &keys::model_use_prefix(tenant, model),
+                None,
+                1,
+            )?
+            .pop()
+        {
+            let prefix_len = keys::model_use_prefix(tenant, model).len();
+            let twin = String::from_utf8_lossy(&k[prefix_len..]).into_owned();
+            return Err(TwinError::ModelInUse {
+                model: model.to_owned(),
+                twin,
+            });
+        }
+        for other in models::all_records(out, tenant)? {
+            if other.id == model {
+                continue;
+            }
+            if let Some((m, _)) = self.models.get(out, tenant, &other.id)? {
+                if m.dependencies.iter().any(|d| d == model) {
+                    return Err(TwinError::ModelReferenced {
+                        model: model.to_owned(),
+                        by: other.id,
+                    });
+                }
+            }
+        }
+        out.delete(Family::Meta, keys::meta(tenant, MetaKind::Model, model));
+        self.models.invalidate(tenant, model);
+        Ok(Outcome::Done)
+    }
+
+    fn model_of(
+        &mut self,
+        state: &dyn StateRead,
+        tenant: &str,
+        twin: &TwinRecord,
+    ) -> Result<Arc<InterfaceModel>, TwinError> {
+        // A twin's model cannot be deleted while the twin exists (model_use), so a
+        // missing model here means the store is inconsistent.
+        self.models
+            .get(state, tenant, &twin.model)?
+            .map(|(m, _)| m)
+            .ok_or_else(|| {
+                TwinError::Store(crate::StoreError(format!(
+                    "model {} of twin '{}' is missing",
+                    twin.model, twin.id
+                )))
+            })
+    }
+
+    // ---- twins -----------------------------------------------------------------
+
+    fn put_twin(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        body: &Value,
+        condition: &Condition,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, twin_id, self.shard_count);
+        let existing = load_twin(out, shard, tenant, twin_id)?;
+        check_condition(
+            existing.as_ref().map(|t| t.etag.as_str()),
+            condition,
+            "twin",
+        )?;
+        let body = body.as_object().ok_or_else(|| {
+            TwinError::InvalidArgument("the twin body must be a JSON object".into())
+        })?;
+        if let Some(v) = body.get("$dtId") {
+            if v.as_str() != Some(twin_id) {
+                return Err(TwinError::InvalidArgument(format!(
+                    "$dtId {v} does not match the twin id '{twin_id}' in the path"
+                )));
+            }
+        }
+        let model_id = body
+            .get("$metadata")
+            .and_then(|m| m.get("$model"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                TwinError::InvalidArgument(
+                    "the twin body needs \"$metadata\": {\"$model\": \"dtmi:…\"}".into(),
+                )
+            })?;
+        let (model, decommissioned) =
+            self.models
+                .get(out, tenant, model_id)?
+                .ok_or_else(|| TwinError::TwinModelUnknown {
+                    model: model_id.to_owned(),
+                })?;
+        if decommissioned && existing.as_ref().is_none_or(|t| t.model != model_id) {
+            return Err(TwinError::ModelDecommissioned {
+                model: model_id.to_owned(),
+            });
+        }
+        if let Some(meta) = body.get("$metadata").and_then(Value::as_object) {
+            for (k, v) in meta {
+                if k != "$model" && !v.is_object() {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "$metadata.{k} must be an object"
+                    )));
+                }
+            }
+        }
+        let blank = PropertyBag::default();
+        let mut root = PropertyBag::default();
+        let mut components = std::collections::BTreeMap::new();
+        for (key, value) in body {
+            if key.starts_with('$') {
+                if !matches!(key.as_str(), "$dtId" | "$etag" | "$metadata") {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "unknown system property {key}"
+                    )));
+                }
+                continue;
+            }
+            if let Some(comp) = model.components.get(key) {
+                let obj = value.as_object().ok_or_else(|| {
+                    TwinError::validation(
+                        twin_id,
+                        model_id,
+                        format!("/{key}"),
+                        "a component must be a JSON object",
+                    )
+                })?;
+                let old = existing
+                    .as_ref()
+                    .and_then(|t| t.components.get(key))
+                    .unwrap_or(&blank);
+                let mut bag = PropertyBag::default();
+                for (pk, pv) in obj {
+                    if pk == "$metadata" {
+                        continue;
+                    }
+                    let def = comp.interface.properties.get(pk).ok_or_else(|| {
+                        not_a_property(
+                            twin_id,
+                            model_id,
+                            &comp.interface,
+                            &format!("/{key}/{pk}"),
+                            pk,
+                        )
+                    })?;
+                    set_property(
+                        &mut bag,
+                        old,
+                        def,
+                        pk,
+                        pv.clone(),
+                        twin_id,
+                        model_id,
+                        &format!("/{key}/{pk}"),
+                        stamp,
+                    )?;
+                }
+                components.insert(key.clone(), bag);
+            } else if let Some(def) = model.properties.get(key) {
+                let old = existing.as_ref().map(|t| &t.root).unwrap_or(&blank);
+                set_property(
+                    &mut root,
+                    old,
+                    def,
+                    key,
+                    value.clone(),
+                    twin_id,
+                    model_id,
+                    &format!("/{key}"),
+                    stamp,
+                )?;
+            } else {
+                return Err(not_a_property(
+                    twin_id,
+                    model_id,
+                    &model,
+                    &format!("/{key}"),
+                    key,
+                ));
+            }
+        }
+        for name in model.components.keys() {
+            components.entry(name.clone()).or_default();
+        }
+        let twin = TwinRecord {
+            id: twin_id.to_owned(),
+            etag: stamp.etag(),
+            model: model_id.to_owned(),
+            last_update_time: stamp.now.clone(),
+            root,
+            components,
+        };
+        if let Some(old) = &existing {
+            if old.model != twin.model {
+                out.delete(Family::Meta, keys::model_use(tenant, &old.model, twin_id));
+            }
+        }
+        out.put(
+            Family::Meta,
+            keys::model_use(tenant, model_id, twin_id),
+            Vec::new(),
+        );
+        out.put(
+            Family::Twins,
+            keys::twin(shard, tenant, twin_id),
+            encode(&twin),
+        );
+        Ok(Outcome::Twin {
+            twin,
+            created: existing.is_none(),
+        })
+    }
+
+    fn patch_twin(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        patch: &Value,
+        condition: &Condition,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, twin_id, self.shard_count);
+        let existing =
+            load_twin(out, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
+                twin: twin_id.to_owned(),
+            })?;
+        check_condition(Some(&existing.etag), condition, "twin")?;
+        let ops = patch.as_array().ok_or_else(|| {
+            TwinError::InvalidArgument("a JSON Patch must be a JSON array of operations".into())
+        })?;
+        for (i, op) in ops.iter().enumerate() {
+            for field in ["path", "from"] {
+                if let Some(p) = op.get(field).and_then(Value::as_str) {
+                    if p.starts_with("/$") {
+                        return Err(TwinError::InvalidArgument(format!(
+                            "operation {i}: {field} {p} addresses a system property; only model content can be patched \
+                             (to change the model, PUT the twin)"
+                        )));
+                    }
+                }
+            }
+        }
+        let parsed: json_patch::Patch = serde_json::from_value(patch.clone())
+            .map_err(|e| TwinError::InvalidArgument(format!("malformed JSON Patch: {e}")))?;
+        let mut view = existing.patch_view();
+        json_patch::patch(&mut view, &parsed).map_err(|e| {
+            TwinError::InvalidArgument(format!("JSON Patch cannot be applied: {e}"))
+        })?;
+        let Value::Object(view) = view else {
+            return Err(TwinError::InvalidArgument(
+                "the patched twin must remain a JSON object".into(),
+            ));
+        };
+        let model = self.model_of(out, tenant, &existing)?;
+        let model_id = existing.model.clone();
+        let mut twin = existing.clone();
+        let mut changed = false;
+        for name in existing.components.keys() {
+            if !view.contains_key(name) {
+                return Err(TwinError::validation(
+                    twin_id,
+                    &model_id,
+                    format!("/{name}"),
+                    "a component cannot be removed; remove its properties instead",
+                ));
+            }
+        }
+        for (key, value) in &view {
+            if let Some(comp) = model.components.get(key) {
+                let obj = value.as_object().ok_or_else(|| {
+                    TwinError::validation(
+                        twin_id,
+                        &model_id,
+                        format!("/{key}"),
+                        "a component must be a JSON object",
+                    )
+                })?;
+                let bag = twin.components.entry(key.clone()).or_default();
+                changed |= merge_bag(
+                    bag,
+                    obj,
+                    &comp.interface,
+                    twin_id,
+                    &model_id,
+                    &format!("/{key}"),
+                    stamp,
+                )?;
+            } else if model.properties.contains_key(key) {
+                // handled below with the other root properties
+            } else {
+                return Err(not_a_property(
+                    twin_id,
+                    &model_id,
+                    &model,
+                    &format!("/{key}"),
+                    key,
+                ));
+            }
+        }
+        let root_values: Map<String, Value> = view
+            .iter()
+            .filter(|(k, _)| !model.components.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        changed |= merge_bag(
+            &mut twin.root,
+            &root_values,
+            &model,
+            twin_id,
+            &model_id,
+            "",
+            stamp,
+        )?;
+        if !changed {
+            return Ok(Outcome::Twin {
+                twin: existing,
+                created: false,
+            });
+        }
+        twin.etag = stamp.etag();
+        twin.last_update_time = stamp.now.clone();
+        out.put(
+            Family::Twins,
+            keys::twin(shard, tenant, twin_id),
+            encode(&twin),
+        );
+        Ok(Outcome::Twin {
+            twin,
+            created: false,
+        })
+    }
+
+    fn delete_twin(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        condition: &Condition,
+    ) -> Result<Outcome, TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, twin_id, self.shard_count);
+        let existing =
+            load_twin(out, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
+                twin: twin_id.to_owned(),
+            })?;
+        check_condition(Some(&existing.etag), condition, "twin")?;
+        let out_prefix = keys::rel_out_prefix(shard, tenant, twin_id);
+        if let Some((k, _)) = out.scan(Family::RelOut, &out_prefix, None, 1)?.pop() {
+            return Err(TwinError::TwinHasRelationships {
+                twin: twin_id.to_owned(),
+                direction: "outgoing",
+                example: String::from_utf8_lossy(&k[out_prefix.len()..]).into_owned(),
+            });
+        }
+        let in_prefix = keys::rel_in_prefix(shard, tenant, twin_id);
+        if let Some((k, _)) = out.scan(Family::RelIn, &in_prefix, None, 1)?.pop() {
+            let example = keys::split_rel_in_tail(&k[in_prefix.len()..])
+                .map(|(s, r)| format!("{s}/{r}"))
+                .unwrap_or_default();
+            return Err(TwinError::TwinHasRelationships {
+                twin: twin_id.to_owned(),
+                direction: "incoming",
+                example,
+            });
+        }
+        out.delete(Family::Twins, keys::twin(shard, tenant, twin_id));
+        out.delete(
+            Family::Meta,
+            keys::model_use(tenant, &existing.model, twin_id),
+        );
+        out.delete_prefix(
+            Family::Telemetry,
+            keys::telemetry_prefix(shard, tenant, twin_id),
+        );
+        Ok(Outcome::Done)
+    }
+
+    // ---- relationships ---------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_relationship(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        source_id: &str,
+        rel_id: &str,
+        body: &Value,
+        condition: &Condition,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        check_id("twin id", source_id, ids::check_twin_id)?;
+        check_id("relationship id", rel_id, ids::check_relationship_id)?;
+        let n = self.shard_count;
+        let source = load_twin(out, shard_of(tenant, source_id, n), tenant, source_id)?
+            .ok_or_else(|| TwinError::TwinNotFound {
+                twin: source_id.to_owned(),
+            })?;
+        let existing = load_relationship(out, n, tenant, source_id, rel_id)?;
+        check_condition(
+            existing.as_ref().map(|r| r.etag.as_str()),
+            condition,
+            "relationship",
+        )?;
+        let body = body.as_object().ok_or_else(|| {
+            TwinError::InvalidArgument("the relationship body must be a JSON object".into())
+        })?;
+        let str_field = |name: &str| -> Result<Option<&str>, TwinError> {
+            match body.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(TwinError::InvalidArgument(format!(
+                    "{name} must be a string"
+                ))),
+            }
+        };
+        for (field, expected) in [("$relationshipId", rel_id), ("$sourceId", source_id)] {
+            if let Some(v) = str_field(field)? {
+                if v != expected {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "{field} '{v}' does not match '{expected}' in the path"
+                    )));
+                }
+            }
+        }
+        let target_id = str_field("$targetId")?.ok_or_else(|| {
+            TwinError::InvalidArgument("the relationship body needs \"$targetId\"".into())
+        })?;
+        check_id("target twin id", target_id, ids::check_twin_id)?;
+        let name = str_field("$relationshipName")?.ok_or_else(|| {
+            TwinError::InvalidArgument("the relationship body needs \"$relationshipName\"".into())
+        })?;
+        if let Some(old) = &existing {
+            if old.name != name {
+                return Err(TwinError::InvalidArgument(format!(
+                    "relationship '{rel_id}' is a '{}' relationship; its name cannot change to '{name}' (delete and re-create it)",
+                    old.name
+                )));
+            }
+        }
+        let model = self.model_of(out, tenant, &source)?;
+        let def = model.relationships.get(name).ok_or_else(|| {
+            TwinError::validation(
+                source_id,
+                &source.model,
+                "/$relationshipName",
+                format!(
+                    "model {} declares no relationship named '{name}'",
+                    source.model
+                ),
+            )
+        })?;
+        let target = load_twin(out, shard_of(tenant, target_id, n), tenant, target_id)?
+            .ok_or_else(|| {
+                TwinError::validation(
+                    source_id,
+                    &source.model,
+                    "/$targetId",
+                    format!("target twin '{target_id}' does not exist"),
+                )
+            })?;
+        if let Some(required) = &def.target {
+            let target_model = self.model_of(out, tenant, &target)?;
+            if !target_model.is_or_extends(required) {
+                return Err(TwinError::validation(
+                    source_id,
+                    &source.model,
+                    "/$targetId",
+                    format!("relationship '{name}' must target a twin of model {required}; '{target_id}' is a {}", target.model),
+                ));
+            }
+        }
+        let mut properties = Map::new();
+        for (k, v) in body {
+            if k.starts_with('$') {
+                if !matches!(
+                    k.as_str(),
+                    "$relationshipId" | "$sourceId" | "$targetId" | "$relationshipName" | "$etag"
+                ) {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "unknown system property {k}"
+                    )));
+                }
+                continue;
+            }
+            let pdef = def.properties.get(k).ok_or_else(|| {
+                TwinError::validation(
+                    source_id,
+                    &source.model,
+                    format!("/{k}"),
+                    format!("relationship '{name}' has no property '{k}'"),
+                )
+            })?;
+            validate_value(&pdef.schema, v).map_err(|e| {
+                TwinError::validation(
+                    source_id,
+                    &source.model,
+                    format!("/{k}{}", e.path),
+                    e.message,
+                )
+            })?;
+            properties.insert(k.clone(), v.clone());
+        }
+        if let Some(max) = def.max_multiplicity {
+            let count = count_relationships(out, n, tenant, source_id, name, rel_id)?;
+            if count >= max {
+                return Err(TwinError::validation(
+                    source_id,
+                    &source.model,
+                    "/$relationshipName",
+                    format!("twin '{source_id}' already has {count} '{name}' relationships; maxMultiplicity is {max}"),
+                ));
+            }
+        }
+        if let Some(old) = &existing {
+            self.remove_relationship(out, tenant, old);
+        }
+        let rel = RelationshipRecord {
+            id: rel_id.to_owned(),
+            source: source_id.to_owned(),
+            target: target_id.to_owned(),
+            name: name.to_owned(),
+            etag: stamp.etag(),
+            last_update_time: stamp.now.clone(),
+            properties,
+        };
+        out.put(
+            Family::RelOut,
+            keys::rel_out(shard_of(tenant, source_id, n), tenant, source_id, rel_id),
+            encode(&rel),
+        );
+        out.put(
+            Family::RelIn,
+            keys::rel_in(
+                shard_of(tenant, target_id, n),
+                tenant,
+                target_id,
+                source_id,
+                rel_id,
+            ),
+            Vec::new(),
+        );
+        Ok(Outcome::Relationship(rel))
+    }
+
+    fn remove_relationship(&self, out: &mut Overlay<'_>, tenant: &str, rel: &RelationshipRecord) {
+        let n = self.shard_count;
+        out.delete(
+            Family::RelOut,
+            keys::rel_out(
+                shard_of(tenant, &rel.source, n),
+                tenant,
+                &rel.source,
+                &rel.id,
+            ),
+        );
+        out.delete(
+            Family::RelIn,
+            keys::rel_in(
+                shard_of(tenant, &rel.target, n),
+                tenant,
+                &rel.target,
+                &rel.source,
+                &rel.id,
+            ),
+        );
+    }
+
+    // ---- telemetry -------------------------------------------------------------
+
+    fn record_telemetry(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        body: &Value,
+        source_time: Option<&str>,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, twin_id, self.shard_count);
+        let twin =
+            load_twin(out, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
+                twin: twin_id.to_owned(),
+            })?;
+        let model = self.model_of(out, tenant, &twin)?;
+        let body = body.as_object().ok_or_else(|| {
+            TwinError::InvalidArgument(
+                "telemetry must be a JSON object of telemetry name → value".into(),
+            )
+        })?;
+        if body.is_empty() {
+            return Err(TwinError::InvalidArgument(
+                "telemetry message holds no values".into(),
+            ));
+        }
+        let time = source_time.unwrap_or(&stamp.now);
+        let ts_ms = chrono::DateTime::parse_from_rfc3339(time)
+            .map_err(|e| {
+                TwinError::InvalidArgument(format!("telemetry time '{time}' is not RFC 3339: {e}"))
+            })?
+            .timestamp_millis();
+        let ts_ms = u64::try_from(ts_ms).map_err(|_| {
+            TwinError::InvalidArgument(format!("telemetry time '{time}' is before 1970"))
+        })?;
+        let mut entries = Vec::new();
+        for (key, value) in body {
+            if let Some(def) = model.telemetry.get(key) {
+                validate_value(&def.schema, value).map_err(|e| {
+                    TwinError::validation(
+                        twin_id,
+                        &twin.model,
+                        format!("/{key}{}", e.path),
+                        e.message,
+                    )
+                })?;
+                entries.push((key.clone(), value.clone()));
+            } else if let Some(comp) = model.components.get(key) {
+                let obj = value.as_object().ok_or_else(|| {
+                    TwinError::validation(
+                        twin_id,
+                        &twin.model,
+                        format!("/{key}"),
+                        "component telemetry must be a JSON object",
+                    )
+                })?;
+                for (tk, tv) in obj {
+                    let def = comp.interface.telemetry.get(tk).ok_or_else(|| {
+                        TwinError::validation(
+                            twin_id,
+                            &twin.model,
+                            format!("/{key}/{tk}"),
+                            format!("component '{key}' has no telemetry '{tk}'"),
+                        )
+                    })?;
+                    validate_value(&def.schema, tv).map_err(|e| {
+                        TwinError::validation(
+                            twin_id,
+                            &twin.model,
+                            format!("/{key}/{tk}{}", e.path),
+                            e.message,
+                        )
+                    })?;
+                    entries.push((format!("{key}/{tk}"), tv.clone()));
+                }
+            } else {
+                return Err(TwinError::validation(
+                    twin_id,
+                    &twin.model,
+                    format!("/{key}"),
+                    format!("model {} declares no telemetry named '{key}'", twin.model),
+                ));
+            }
+        }
+        for (i, (name, value)) in entries.into_iter().enumerate() {
+            let seq = (stamp.nonce as u32).wrapping_add(i as u32);
+            let record =
+                serde_json::json!({ "value": value, "time": time, "enqueuedTime": stamp.now });
+            out.put(
+                Family::Telemetry,
+                keys::telemetry(shard, tenant, twin_id, &name, ts_ms, seq),
+                encode(&record),
+            );
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------------
+
+fn ensure_tenant(out: &mut Overlay<'_>, tenant: &str, stamp: &Stamp) -> Result<(), TwinError> {
+    check_id("tenant", tenant, ids::check_tenant)?;
+    let key = keys::meta(SYSTEM_TENANT, MetaKind::Tenant, tenant);
+    if out.get(Family::Meta, &key)?.is_none() {
+        let rec = TenantRecord {
+            name: tenant.to_owned(),
+            created: stamp.now.clone(),
+        };
+        out.put(Family::Meta, key, encode(&rec));
+    }
+    Ok(())
+}
+
+fn check_id(
+    what: &'static str,
+    id: &str,
+    rule: fn(&str) -> Result<(), String>,
+) -> Result<(), TwinError> {
+    rule(id).map_err(|reason| TwinError::InvalidId {
+        what,
+        id: id.to_owned(),
+        reason,
+    })
+}
+
+fn check_condition(
+    current: Option<&str>,
+    condition: &Condition,
+    what: &str,
+) -> Result<(), TwinError> {
+    match (condition, current) {
+        (Condition::Always, _) => Ok(()),
+        (Condition::IfNoneMatchAny, None) => Ok(()),
+        (Condition::IfNoneMatchAny, Some(_)) => Err(TwinError::PreconditionFailed(format!(
+            "If-None-Match: * was given but the {what} already exists"
+        ))),
+        (Condition::IfMatch(tag), Some(cur)) if tag == "*" || tag == cur => Ok(()),
+        (Condition::IfMatch(tag), Some(cur)) => Err(TwinError::PreconditionFailed(format!(
+            "If-Match {tag} does not match the {what}'s current etag {cur}"
+        ))),
+        (Condition::IfMatch(tag), None) => Err(TwinError::PreconditionFailed(format!(
+            "If-Match {tag} was given but the {what} does not exist"
+        ))),
+    }
+}
+
+pub fn load_twin(
+    state: &dyn StateRead,
+    shard: u32,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<TwinRecord>, TwinError> {
+    match state.get(Family::Twins, &keys::twin(shard, tenant, id))? {
+        Some(b) => Ok(Some(decode("twin", &b)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn load_relationship(
+    state: &dyn StateRead,
+    shard_count: u32,
+    tenant: &str,
+    source: &str,
+    rel_id: &str,
+) -> Result<Option<RelationshipRecord>, TwinError> {
+    let key = keys::rel_out(
+        shard_of(tenant, source, shard_count),
+        tenant,
+        source,
+        rel_id,
+    );
+    match state.get(Family::RelOut, &key)? {
+        Some(b) => Ok(Some(decode("relationship", &b)?)),
+        None => Ok(None),
+    }
+}
+
+fn count_relationships(
+    state: &dyn StateRead,
+    shard_count: u32,
+    tenant: &str,
+    source: &str,
+    name: &str,
+    except_id: &str,
+) -> Result<u64, TwinError> {
+    let prefix = keys::rel_out_prefix(shard_of(tenant, source, shard_count), tenant, source);
+    let mut after: Option<Vec<u8>> = None;
+    let mut count = 0;
+    loop {
+        let page = state.scan(Family::RelOut, &prefix, after.as_deref(), 256)?;
+        let done = page.len() < 256;
+        after = page.last().map(|(k, _)| k.clone());
+        for (_, v) in page {
+            let rel: RelationshipRecord = decode("relationship", &v)?;
+            if rel.name == name && rel.id != except_id {
+                count += 1;
+            }
+        }
+        if done {
+            return Ok(count);
+        }
+    }
+}
+
+fn not_a_property(
+    twin: &str,
+    model_id: &str,
+    model: &InterfaceModel,
+    path: &str,
+    name: &str,
+) -> TwinError {
+    let what = if model.telemetry.contains_key(name) {
+        "is a Telemetry, not a Property; send it to /telemetry"
+    } else if model.commands.contains_key(name) {
+        "is a Command, not a Property"
+    } else if model.relationships.contains_key(name) {
+        "is a Relationship; create it under /relationships"
+    } else if model.components.contains_key(name) {
+        "is a Component and cannot be nested here"
+    } else {
+        "is not defined in the model"
+    };
+    TwinError::validation(
+        twin,
+        model_id,
+        path,
+        format!("'{name}' {what} ({})", model.id),
+    )
+}
+
+/// Sets one property from a PUT body, keeping desired-state versions monotonic.
+#[allow(clippy::too_many_arguments)]
+fn set_property(
+    bag: &mut PropertyBag,
+    old: &PropertyBag,
+    def: &PropertyDef,
+    name: &str,
+    value: Value,
+    twin: &str,
+    model_id: &str,
+    path: &str,
+    stamp: &Stamp,
+) -> Result<(), TwinError> {
+    validate_value(&def.schema, &value).map_err(|e| {
+        TwinError::validation(twin, model_id, format!("{path}{}", e.path), e.message)
+    })?;
+    let old_meta = old.meta.get(name);
+    let mut meta = PropertyMeta {
+        last_update_time: stamp.now.clone(),
+        ..Default::default()
+    };
+    if def.writable {
+        let prev = old_meta.and_then(|m| m.desired_version).unwrap_or(0);
+        meta.desired_value = Some(value.clone());
+        meta.desired_version = Some(prev + 1);
+        meta.ack_version = old_meta.and_then(|m| m.ack_version);
+        meta.ack_code = old_meta.and_then(|m| m.ack_code);
+        meta.ack_description = old_meta.and_then(|m| m.ack_description.clone());
+    }
+    bag.values.insert(name.to_owned(), value);
+    bag.meta.insert(name.to_owned(), meta);
+    Ok(())
+}
+
+/// Brings `bag` to the values of `wanted` (the patched view), validating changed
+/// values and stamping their metadata. Returns whether anything changed.
+fn merge_bag(
+    bag: &mut PropertyBag,
+    wanted: &Map<String, Value>,
+    iface: &InterfaceModel,
+    twin: &str,
+    model_id: &str,
+    path_prefix: &str,
+    stamp: &Stamp,
+) -> Result<bool, TwinError> {
+    let mut changed = false;
+    let removed: Vec<String> = bag
+        .values
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in removed {
+        bag.values.remove(&k);
+        bag.meta.remove(&k);
+        changed = true;
+    }
+    for (k, v) in wanted {
+        if bag.values.get(k) == Some(v) {
+            continue;
+        }
+        let path = format!("{path_prefix}/{k}");
+        let def = iface
+            .properties
+            .get(k)
+            .ok_or_else(|| not_a_property(twin, model_id, iface, &path, k))?;
+        let old = bag.clone();
+        set_property(bag, &old, def, k, v.clone(), twin, model_id, &path, stamp)?;
+        changed = true;
+    }
+    Ok(changed)
+}
