@@ -13,6 +13,7 @@ pub mod api_error;
 pub mod auth;
 pub mod body;
 mod bootstrap;
+pub mod extract;
 mod models_api;
 pub mod paging;
 mod relationships_api;

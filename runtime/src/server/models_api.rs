@@ -3,9 +3,10 @@
 use super::api_error::{ApiError, ApiResult};
 use super::auth::Caller;
 use super::body::JsonBody;
+use super::extract::{Path, Query};
 use super::paging::{self, PageQuery};
 use super::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -25,11 +26,22 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
-    #[serde(default)]
-    include_model_definition: Option<bool>,
+    include_model_definition: Option<String>,
     dependencies_for: Option<String>,
     #[serde(flatten)]
     page: PageQuery,
+}
+
+/// Parses a boolean query flag (`true`/`false`).
+fn flag(v: Option<&str>, default: bool) -> ApiResult<bool> {
+    match v {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "includeModelDefinition must be true or false, got '{other}'"
+        ))),
+    }
 }
 
 async fn upload(
@@ -89,7 +101,7 @@ async fn list(
     let next = more
         .then(|| rows.last().map(|(k, _)| paging::encode_token(k)))
         .flatten();
-    let include = q.include_model_definition.unwrap_or(false);
+    let include = flag(q.include_model_definition.as_deref(), false)?;
     let items = rows
         .iter()
         .map(|(_, v)| decode::<ModelRecord>("model", v).map(|r| r.to_json(include)))
@@ -115,9 +127,10 @@ async fn get_one(
     caller.require(Role::Reader)?;
     let rec = models::load_record(&st.storage, caller.tenant(), &id)?
         .ok_or(doppel_twins::TwinError::ModelNotFound { model: id })?;
-    Ok(Json(
-        rec.to_json(q.include_model_definition.unwrap_or(true)),
-    ))
+    Ok(Json(rec.to_json(flag(
+        q.include_model_definition.as_deref(),
+        true,
+    )?)))
 }
 
 async fn delete(

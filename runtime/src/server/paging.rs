@@ -13,7 +13,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 #[serde(rename_all = "camelCase")]
 pub struct PageQuery {
     pub continuation_token: Option<String>,
-    pub max_items_per_page: Option<usize>,
+    /// Kept as text: numbers inside `#[serde(flatten)]` query structs do not parse.
+    pub max_items_per_page: Option<String>,
 }
 
 pub fn decode_token(token: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
@@ -48,7 +49,15 @@ pub fn page_size(
                 })
         })
         .transpose()?;
-    let n = from_header.or(q.max_items_per_page).unwrap_or(default);
+    let from_query = q
+        .max_items_per_page
+        .as_deref()
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("maxItemsPerPage must be a positive integer"))
+        })
+        .transpose()?;
+    let n = from_header.or(from_query).unwrap_or(default);
     if n == 0 || n > max {
         return Err(ApiError::bad_request(format!(
             "page size must be between 1 and {max}, got {n}"

@@ -6,8 +6,9 @@
 use super::api_error::{ApiError, ApiResult};
 use super::auth::{mint_token, Caller};
 use super::body::JsonBody;
+use super::extract::Path;
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};

@@ -4,9 +4,10 @@
 use super::api_error::{ApiError, ApiResult};
 use super::auth::Caller;
 use super::body::JsonBody;
+use super::extract::{Path, Query};
 use super::paging::{self, PageQuery};
 use super::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
