@@ -1,4 +1,5 @@
-//! Request bodies: read up to the configured limit, parse as JSON, and turn every
+//! Request bodies: read up to the configured limit, parse as JSON (or YAML when the
+//! Content-Type says so), and turn every
 //! failure into a precise ADT-style error (413 for too large, 400 naming the line and
 //! column of a syntax error).
 
@@ -16,6 +17,11 @@ impl FromRequest<AppState> for JsonBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
+        let yaml = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("yaml"));
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|e| {
@@ -40,6 +46,16 @@ impl FromRequest<AppState> for JsonBody {
         let bytes = bytes
             .strip_prefix(b"\xEF\xBB\xBF".as_slice())
             .unwrap_or(&bytes);
+        if yaml {
+            // DTDL (and any other body) may be written in YAML: same document, other spelling.
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            return doppel_schemas::check::parse_text(std::path::Path::new("body.yaml"), text)
+                .map(JsonBody)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("malformed YAML in the request body: {e}"))
+                });
+        }
         serde_json::from_slice(bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON in the request body: {e}")))
