@@ -1,1 +1,563 @@
+//! Shared harness of doppel's cross-crate integration tests: real `doppel` processes on
+//! real data directories, talked to over real HTTP.
+//!
+//! Key items:
+//! - [`doppel_bin`]: the `doppel` binary built next to the test executable;
+//! - [`Node`]: one `doppel serve` process on a data directory (port 0, URL read from
+//!   its stdout with a deadline, admin token read from `admin.token`), which can be
+//!   killed with SIGKILL ([`Node::kill9`]), stopped with SIGTERM ([`Node::terminate`])
+//!   and started again on the same directory ([`Node::restart`]);
+//! - [`Api`]: an authenticated JSON client returning [`Resp`] (status, ETag, JSON
+//!   body) and asserting ADT-style errors ([`Resp::assert_error`]);
+//! - [`run_doppel`]: one CLI invocation with a deadline, for the client subcommands and
+//!   start-up failures;
+//! - [`wait_until`]: poll a condition until a deadline (tests never sleep blindly).
+//!
+//! Contract: a node process never outlives its [`Node`] (dropping it sends SIGKILL),
+//! and every failure message carries the node's stderr log so a red test explains
+//! itself.
 
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to print its URL after being started.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a node may take to exit after SIGTERM (its own grace period is 10 s).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The `doppel` binary of the target directory these tests were built into.
+///
+/// The test executable is `<target>/<profile>/deps/<test>-<hash>`; the binary is
+/// `<target>/<profile>/doppel`. Cargo does not build another package's binary for
+/// `cargo test -p doppel-tests`, so it may be missing (or stale).
+pub fn doppel_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let bin = profile_dir.join("doppel");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p doppel-runtime` first (`cargo test --workspace` builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Makes ring rustls' process-wide crypto provider; reqwest is built without one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A reqwest client for plain-HTTP nodes.
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a reqwest client")
+}
+
+/// Polls `condition` every 20 ms until it holds; fails naming `what` after `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One `doppel serve` process on a data directory.
+pub struct Node {
+    /// Holds the data directory (and the logs) for the node's whole life.
+    root: tempfile::TempDir,
+    data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: usize,
+    /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub url: String,
+    /// The admin bearer token from `<data-dir>/admin.token`.
+    pub token: String,
+    /// Everything the current process printed on stdout before its URL line.
+    pub banner: Vec<String>,
+}
+
+impl Node {
+    /// Starts a node on a fresh temporary data directory with `--http 127.0.0.1:0`.
+    pub fn start() -> Result<Node> {
+        Self::start_with(&[])
+    }
+
+    /// [`Node::start`] with extra `serve` arguments (e.g. `--max-body-bytes 2048`).
+    /// Give `--http` in `extra` to override the loopback port-0 default.
+    pub fn start_with(extra: &[&str]) -> Result<Node> {
+        let root = tempfile::Builder::new().prefix("doppel-test-").tempdir()?;
+        let data_dir = root.path().join("data");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        if !extra.contains(&"--http") {
+            args.extend(["--http".into(), "127.0.0.1:0".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = Node {
+            root,
+            data_dir,
+            args,
+            child: None,
+            starts: 0,
+            url: String::new(),
+            token: String::new(),
+            banner: Vec::new(),
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A scratch directory beside the data directory, removed with the node.
+    pub fn scratch(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The OS process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node is running").id()
+    }
+
+    fn log_path(&self, start: usize) -> PathBuf {
+        self.root.path().join(format!("node-{start}.stderr.log"))
+    }
+
+    /// The current process's stderr so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        assert!(self.child.is_none(), "the node is already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts))?;
+        let mut child = Command::new(doppel_bin())
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("spawning doppel serve")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+        // A thread drains stdout for the process's whole life, so the pipe never fills.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep draining.
+                    continue;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        self.banner.clear();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    if let Some(url) = serving_url(&line) {
+                        self.url = url;
+                        break;
+                    }
+                    self.banner.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.as_mut().expect("child").try_wait()? {
+                        self.child = None;
+                        bail!(
+                            "doppel serve exited with {status} before serving; stderr:\n{}",
+                            self.log()
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "doppel serve printed no 'serving' line within {START_DEADLINE:?}; stderr:\n{}",
+                            self.log()
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.as_mut().expect("child").wait()?;
+                    self.child = None;
+                    bail!(
+                        "doppel serve closed stdout ({status}) before serving; stderr:\n{}",
+                        self.log()
+                    );
+                }
+            }
+        }
+        self.token = std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .context("reading admin.token")?
+            .trim()
+            .to_owned();
+        Ok(())
+    }
+
+    /// SIGKILL (`Child::kill`): no flush, no graceful shutdown; waits for the exit.
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("the node is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (with a deadline) for a clean exit; returns its status.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        let pid = self.pid();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed: {status}");
+        }
+        let deadline = Instant::now() + STOP_DEADLINE;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "doppel serve did not exit within {STOP_DEADLINE:?} of SIGTERM; stderr:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the node again on the same data directory with the same arguments. The
+    /// URL changes (port 0); the token is re-read from `admin.token`.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("restart: the node is still running; kill9() or terminate() it first");
+        }
+        self.spawn()
+    }
+
+    /// An authenticated client of this node, using the admin token.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url, Some(&self.token))
+    }
+
+    /// A client of this node with another token (or none).
+    pub fn api_with(&self, token: Option<&str>) -> Api {
+        Api::new(&self.url, token)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The URL of a `doppel <v> serving <url> (data in <dir>)` line.
+fn serving_url(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("doppel ")?;
+    let (_, rest) = rest.split_once(" serving ")?;
+    let url = rest.split_whitespace().next()?;
+    Some(url.trim_end_matches('/').to_owned())
+}
+
+/// A response: status, `ETag` header and the body parsed as JSON (`Null` if empty).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub body: Value,
+    /// The raw body text, for non-JSON answers.
+    pub text: String,
+}
+
+impl Resp {
+    /// Asserts `status` and returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        &self.body
+    }
+
+    /// Asserts an ADT-style error `{"error":{"code","message"}}` with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.body["error"]["code"].as_str(),
+            Some(code),
+            "unexpected error code; body: {}",
+            self.text
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "the error has no message; body: {}",
+            self.text
+        );
+    }
+}
+
+/// An HTTP client of one node, with an optional bearer token.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub fn new(url: &str, token: Option<&str>) -> Api {
+        Self::with_client(http_client(), url, token)
+    }
+
+    pub fn with_client(client: reqwest::Client, url: &str, token: Option<&str>) -> Api {
+        Api {
+            client,
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// A request to `path` (relative to the node, e.g. `/models?x=y`, or an absolute
+    /// URL such as a `nextLink`), with the bearer token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.url)
+        };
+        let rb = self.client.request(method, url);
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Sends `rb` and reads the whole answer.
+    pub async fn send(rb: reqwest::RequestBuilder) -> Result<Resp> {
+        let resp = rb.send().await?;
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Ok(Resp {
+            status,
+            etag,
+            body,
+            text,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Resp> {
+        Self::send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Resp> {
+        Self::send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Resp> {
+        Self::send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Resp> {
+        Self::send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// PATCH with a JSON Patch body (`application/json-patch+json`).
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Resp> {
+        Self::send(
+            self.request(Method::PATCH, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json-patch+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// Reads every page of a `{"value": [...], "nextLink": ...}` collection; returns
+    /// the items and the number of pages read.
+    pub async fn get_all(&self, path: &str) -> Result<(Vec<Value>, usize)> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_owned());
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            pages += 1;
+            if pages > 10_000 {
+                bail!("more than 10000 pages from {path}: a nextLink loop?");
+            }
+            let r = self.get(&p).await?;
+            if r.status != StatusCode::OK {
+                bail!("GET {p}: {} {}", r.status, r.text);
+            }
+            let page = r.body["value"]
+                .as_array()
+                .ok_or_else(|| anyhow!("GET {p}: no \"value\" array: {}", r.text))?;
+            items.extend(page.iter().cloned());
+            next = r.body["nextLink"].as_str().map(str::to_owned);
+        }
+        Ok((items, pages))
+    }
+
+    /// Uploads models (an array of DTDL Interfaces); asserts 201.
+    pub async fn upload_models(&self, models: &Value) -> Result<Value> {
+        let r = self.post("/models", models).await?;
+        if r.status != StatusCode::CREATED {
+            bail!("POST /models: {} {}", r.status, r.text);
+        }
+        Ok(r.body)
+    }
+
+    /// Creates or replaces a twin; asserts 200 and returns the twin.
+    pub async fn put_twin(&self, id: &str, body: &Value) -> Result<Value> {
+        let r = self.put(&format!("/digitaltwins/{id}"), body).await?;
+        if r.status != StatusCode::OK {
+            bail!("PUT /digitaltwins/{id}: {} {}", r.status, r.text);
+        }
+        Ok(r.body)
+    }
+}
+
+/// What a finished CLI invocation left behind.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts exit code 0 and returns stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        assert_eq!(self.code, Some(0), "exit code; stderr: {}", self.stderr);
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs `doppel <args>` with `env` set (and `DOPPEL_*` variables of the test process
+/// removed), killing it if it has not finished within `deadline`.
+pub fn run_doppel(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> Result<CliOutput> {
+    let dir = tempfile::tempdir()?;
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut cmd = Command::new(doppel_bin());
+    cmd.args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DOPPEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("spawning doppel")?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`doppel {}` did not finish within {deadline:?}; stderr:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(CliOutput {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&out_path)?,
+        stderr: std::fs::read_to_string(&err_path)?,
+    })
+}
+
+/// A DTDL v3 Interface with `contents`.
+pub fn interface(id: &str, contents: Value) -> Value {
+    serde_json::json!({
+        "@context": "dtmi:dtdl:context;3",
+        "@id": id,
+        "@type": "Interface",
+        "contents": contents,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_line_is_parsed() {
+        assert_eq!(
+            serving_url("doppel 0.1.0 serving http://127.0.0.1:41234 (data in /tmp/x)"),
+            Some("http://127.0.0.1:41234".to_owned())
+        );
+        assert_eq!(
+            serving_url("doppel 0.1.0 serving https://[::1]:8443/ (data in d)"),
+            Some("https://[::1]:8443".to_owned())
+        );
+        assert_eq!(serving_url("first start: created tenant"), None);
+    }
+}
