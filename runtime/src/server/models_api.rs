@@ -113,6 +113,7 @@ async fn list(
         st.tls,
         "/models",
         &[("includeModelDefinition", &include_s)],
+        &q.page,
         items,
         next,
     )))

@@ -67,18 +67,28 @@ pub fn page_size(
 }
 
 /// Builds the page body; `next` is the continuation token when more items follow.
+/// The `nextLink` repeats `extra_query` and a `maxItemsPerPage` given in the query
+/// string (`q`), so that following it keeps the page size the client asked for (a
+/// `max-items-per-page` header is the client's to resend, as in ADT).
 pub fn page(
     headers: &HeaderMap,
     tls: bool,
     path: &str,
     extra_query: &[(&str, &str)],
+    q: &PageQuery,
     items: Vec<Value>,
     next: Option<String>,
 ) -> Value {
     let mut body = serde_json::json!({ "value": items });
     if let Some(tok) = next {
+        let size = q
+            .max_items_per_page
+            .as_deref()
+            .map(|n| ("maxItemsPerPage", n));
         let mut query: Vec<String> = extra_query
             .iter()
+            .copied()
+            .chain(size)
             .map(|(k, v)| {
                 format!(
                     "{k}={}",

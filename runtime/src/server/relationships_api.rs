@@ -174,7 +174,7 @@ async fn list_outgoing(
         vec![]
     };
     Ok(Json(paging::page(
-        &headers, st.tls, &path, &extra, items, next,
+        &headers, st.tls, &path, &extra, &q.page, items, next,
     )))
 }
 
@@ -224,6 +224,7 @@ async fn list_incoming(
         st.tls,
         &path,
         &[],
+        &q.page,
         items,
         next,
     )))

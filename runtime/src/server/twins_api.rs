@@ -255,6 +255,7 @@ async fn list(
         st.tls,
         "/digitaltwins",
         &extra,
+        &q.page,
         items,
         next,
     )))
