@@ -403,6 +403,11 @@ impl Api {
         })
     }
 
+    /// [`Api::send`] for calls that must get an answer: panics on transport errors.
+    pub async fn send_with(&self, rb: reqwest::RequestBuilder) -> Resp {
+        Self::send(rb).await.expect("the node answers")
+    }
+
     pub async fn get(&self, path: &str) -> Result<Resp> {
         Self::send(self.request(Method::GET, path)).await
     }
