@@ -90,6 +90,8 @@ pub struct Node {
     data_dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    /// Lines the current process printed on stdout after its URL line.
+    stdout: Option<mpsc::Receiver<String>>,
     starts: usize,
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub url: String,
@@ -124,6 +126,7 @@ impl Node {
             data_dir,
             args,
             child: None,
+            stdout: None,
             starts: 0,
             url: String::new(),
             token: String::new(),
@@ -218,6 +221,7 @@ impl Node {
                 }
             }
         }
+        self.stdout = Some(rx);
         self.token = std::fs::read_to_string(self.data_dir.join("admin.token"))
             .context("reading admin.token")?
             .trim()
@@ -259,6 +263,24 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What the last process printed on stdout after its URL line, up to its exit
+    /// (call after [`Node::terminate`] or [`Node::kill9`]).
+    pub fn stdout_after_exit(&mut self) -> Vec<String> {
+        assert!(self.child.is_none(), "the node is still running");
+        let Some(rx) = self.stdout.take() else {
+            return Vec::new();
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut lines = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
     }
 
     /// Starts the node again on the same data directory with the same arguments. The
