@@ -106,6 +106,24 @@ pub enum Command {
 }
 
 impl Command {
+    /// The tenant the command acts in (for `PutToken`, the token's tenant).
+    pub fn tenant(&self) -> &str {
+        match self {
+            Command::EnsureTenant { tenant }
+            | Command::RevokeToken { tenant, .. }
+            | Command::UploadModels { tenant, .. }
+            | Command::DeleteModel { tenant, .. }
+            | Command::SetModelDecommissioned { tenant, .. }
+            | Command::PutTwin { tenant, .. }
+            | Command::PatchTwin { tenant, .. }
+            | Command::DeleteTwin { tenant, .. }
+            | Command::PutRelationship { tenant, .. }
+            | Command::DeleteRelationship { tenant, .. }
+            | Command::RecordTelemetry { tenant, .. } => tenant,
+            Command::PutToken { token } => &token.tenant,
+        }
+    }
+
     /// The shard whose state machine applies this command.
     pub fn shard(&self, shard_count: u32) -> u32 {
         use crate::keys::{shard_of, META_SHARD};

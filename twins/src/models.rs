@@ -3,7 +3,11 @@
 //! Models are stored raw (as uploaded) in the meta shard; resolved [`InterfaceModel`]s
 //! are derived on demand through `doppel_schemas::parse_batch` and cached. The cache is
 //! an optimisation only: it is filled from state, and invalidated when a model is
-//! deleted, so it can never disagree with what is stored.
+//! deleted, so it can never disagree with what is stored — provided every write the
+//! state machine produced and the caller kept is really committed. The cache may be
+//! filled from an overlay holding a group's uncommitted writes; if that group's commit
+//! fails, the shell must not go on with the same `StateMachine` (group commit refuses
+//! further writes until a restart, which starts with an empty cache).
 
 use crate::codec::{decode, encode};
 use crate::error::TwinError;

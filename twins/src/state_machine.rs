@@ -52,6 +52,9 @@ impl StateMachine {
         stamp: &Stamp,
         out: &mut Overlay<'_>,
     ) -> Result<Outcome, TwinError> {
+        // Keys are `tenant \0 …`: a tenant name outside the tenant alphabet (a `\0`, or
+        // the empty system tenant) could address another tenant's or the node's keys.
+        check_id("tenant", cmd.tenant(), ids::check_tenant)?;
         match cmd {
             Command::EnsureTenant { tenant } => {
                 ensure_tenant(out, tenant, stamp)?;
@@ -310,6 +313,7 @@ impl StateMachine {
             }
         }
         let blank = PropertyBag::default();
+        let mut desired_version = existing.as_ref().map_or(0, |t| t.desired_version);
         let mut root = PropertyBag::default();
         let mut components = std::collections::BTreeMap::new();
         for (key, value) in body {
@@ -358,6 +362,7 @@ impl StateMachine {
                         model_id,
                         &format!("/{key}/{pk}"),
                         stamp,
+                        &mut desired_version,
                     )?;
                 }
                 components.insert(key.clone(), bag);
@@ -373,6 +378,7 @@ impl StateMachine {
                     model_id,
                     &format!("/{key}"),
                     stamp,
+                    &mut desired_version,
                 )?;
             } else {
                 return Err(not_a_property(
@@ -392,6 +398,7 @@ impl StateMachine {
             etag: stamp.etag(),
             model: model_id.to_owned(),
             last_update_time: stamp.now.clone(),
+            desired_version,
             root,
             components,
         };
@@ -491,6 +498,7 @@ impl StateMachine {
                     &model_id,
                     &format!("/{key}"),
                     stamp,
+                    &mut twin.desired_version,
                 )?;
             } else if model.properties.contains_key(key) {
                 // handled below with the other root properties
@@ -517,6 +525,7 @@ impl StateMachine {
             &model_id,
             "",
             stamp,
+            &mut twin.desired_version,
         )?;
         if !changed {
             return Ok(Outcome::Twin {
@@ -1004,7 +1013,8 @@ fn not_a_property(
     )
 }
 
-/// Sets one property from a PUT body, keeping desired-state versions monotonic.
+/// Sets one property from a PUT body or a patch. A writable property's new desired
+/// value gets the twin's next desired version (`desired_version`, bumped here).
 #[allow(clippy::too_many_arguments)]
 fn set_property(
     bag: &mut PropertyBag,
@@ -1016,6 +1026,7 @@ fn set_property(
     model_id: &str,
     path: &str,
     stamp: &Stamp,
+    desired_version: &mut u64,
 ) -> Result<(), TwinError> {
     validate_value(&def.schema, &value).map_err(|e| {
         TwinError::validation(twin, model_id, format!("{path}{}", e.path), e.message)
@@ -1027,8 +1038,9 @@ fn set_property(
     };
     if def.writable {
         let prev = old_meta.and_then(|m| m.desired_version).unwrap_or(0);
+        *desired_version = (*desired_version).max(prev) + 1;
         meta.desired_value = Some(value.clone());
-        meta.desired_version = Some(prev + 1);
+        meta.desired_version = Some(*desired_version);
         meta.ack_version = old_meta.and_then(|m| m.ack_version);
         meta.ack_code = old_meta.and_then(|m| m.ack_code);
         meta.ack_description = old_meta.and_then(|m| m.ack_description.clone());
@@ -1040,6 +1052,7 @@ fn set_property(
 
 /// Brings `bag` to the values of `wanted` (the patched view), validating changed
 /// values and stamping their metadata. Returns whether anything changed.
+#[allow(clippy::too_many_arguments)]
 fn merge_bag(
     bag: &mut PropertyBag,
     wanted: &Map<String, Value>,
@@ -1048,6 +1061,7 @@ fn merge_bag(
     model_id: &str,
     path_prefix: &str,
     stamp: &Stamp,
+    desired_version: &mut u64,
 ) -> Result<bool, TwinError> {
     let mut changed = false;
     let removed: Vec<String> = bag
@@ -1057,7 +1071,8 @@ fn merge_bag(
         .cloned()
         .collect();
     for k in removed {
-        bag.values.remove(&k);
+        // shift_remove: the remaining properties keep their order.
+        bag.values.shift_remove(&k);
         bag.meta.remove(&k);
         changed = true;
     }
@@ -1071,7 +1086,18 @@ fn merge_bag(
             .get(k)
             .ok_or_else(|| not_a_property(twin, model_id, iface, &path, k))?;
         let old = bag.clone();
-        set_property(bag, &old, def, k, v.clone(), twin, model_id, &path, stamp)?;
+        set_property(
+            bag,
+            &old,
+            def,
+            k,
+            v.clone(),
+            twin,
+            model_id,
+            &path,
+            stamp,
+            desired_version,
+        )?;
         changed = true;
     }
     Ok(changed)

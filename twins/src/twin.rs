@@ -27,6 +27,13 @@ pub struct TwinRecord {
     pub etag: String,
     pub model: String,
     pub last_update_time: String,
+    /// The highest `desiredVersion` handed out to any writable property of this twin.
+    /// A new desired value gets the next one, so a property's versions only increase,
+    /// even across its removal: a late device ack of an old value can never pass for
+    /// an ack of a newer one. (Records written before this field read as 0; the
+    /// per-property versions then still bound the next one from below.)
+    #[serde(default)]
+    pub desired_version: u64,
     #[serde(default)]
     pub root: PropertyBag,
     #[serde(default)]
