@@ -125,7 +125,9 @@ impl ModelSource for StoredModels<'_> {
 /// Resolved models by (tenant, DTMI).
 #[derive(Default)]
 pub struct ModelCache {
-    resolved: HashMap<(String, String), Arc<InterfaceModel>>,
+    /// The resolved model and its `decommissioned` flag. Entries are dropped whenever
+    /// the record changes (decommission, delete), so they always match storage.
+    resolved: HashMap<(String, String), (Arc<InterfaceModel>, bool)>,
 }
 
 impl ModelCache {
@@ -136,13 +138,13 @@ impl ModelCache {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(Arc<InterfaceModel>, bool)>, TwinError> {
+        let key = (tenant.to_owned(), id.to_owned());
+        if let Some((m, decommissioned)) = self.resolved.get(&key) {
+            return Ok(Some((m.clone(), *decommissioned)));
+        }
         let Some(rec) = load_record(state, tenant, id)? else {
             return Ok(None);
         };
-        let key = (tenant.to_owned(), id.to_owned());
-        if let Some(m) = self.resolved.get(&key) {
-            return Ok(Some((m.clone(), rec.decommissioned)));
-        }
         let source = StoredModels::new(state, tenant);
         let parsed = parse_batch(
             std::slice::from_ref(&rec.document),
@@ -166,7 +168,8 @@ impl ModelCache {
                     "stored model {id} does not define itself"
                 )))
             })?;
-        self.resolved.insert(key, model.clone());
+        self.resolved
+            .insert(key, (model.clone(), rec.decommissioned));
         Ok(Some((model, rec.decommissioned)))
     }
 

@@ -102,6 +102,7 @@ impl StateMachine {
                 }
                 rec.decommissioned = *decommissioned;
                 models::store_record(out, tenant, &rec);
+                self.models.invalidate(tenant, model);
                 Ok(Outcome::Models(vec![rec]))
             }
             Command::PutTwin {
@@ -354,7 +355,7 @@ impl StateMachine {
                     })?;
                     set_property(
                         &mut bag,
-                        old,
+                        old.meta.get(pk),
                         def,
                         pk,
                         pv.clone(),
@@ -370,7 +371,7 @@ impl StateMachine {
                 let old = existing.as_ref().map(|t| &t.root).unwrap_or(&blank);
                 set_property(
                     &mut root,
-                    old,
+                    old.meta.get(key),
                     def,
                     key,
                     value.clone(),
@@ -1018,7 +1019,7 @@ fn not_a_property(
 #[allow(clippy::too_many_arguments)]
 fn set_property(
     bag: &mut PropertyBag,
-    old: &PropertyBag,
+    old_meta: Option<&PropertyMeta>,
     def: &PropertyDef,
     name: &str,
     value: Value,
@@ -1031,7 +1032,6 @@ fn set_property(
     validate_value(&def.schema, &value).map_err(|e| {
         TwinError::validation(twin, model_id, format!("{path}{}", e.path), e.message)
     })?;
-    let old_meta = old.meta.get(name);
     let mut meta = PropertyMeta {
         last_update_time: stamp.now.clone(),
         ..Default::default()
@@ -1085,10 +1085,10 @@ fn merge_bag(
             .properties
             .get(k)
             .ok_or_else(|| not_a_property(twin, model_id, iface, &path, k))?;
-        let old = bag.clone();
+        let old_meta = bag.meta.get(k).cloned();
         set_property(
             bag,
-            &old,
+            old_meta.as_ref(),
             def,
             k,
             v.clone(),
