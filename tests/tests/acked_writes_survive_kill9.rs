@@ -14,6 +14,10 @@
 //!   acked <= counter <= attempted      durable after ack; nothing invented
 //! ```
 //!
+//! Alongside, one more task creates new twins `extra-00001`, `extra-00002`, … one
+//! after another; after the restart the extras present must be exactly
+//! `1..=k` with `acked creates <= k <= attempted creates`.
+//!
 //! The cycle runs three times on the same directory. The seed is printed first; set
 //! `DOPPEL_TEST_SEED` to replay a run's schedule.
 
@@ -37,6 +41,40 @@ struct Ledger {
     acked: AtomicU64,
     /// Highest `n` whose PATCH was sent (answered or not).
     attempted: AtomicU64,
+}
+
+fn extra_id(n: u64) -> String {
+    format!("extra-{n:05}")
+}
+
+/// Creates twins `extra-<n>` in order until the node stops answering; `ledger`
+/// counts creates attempted and acked. Returns the acked creates of this run.
+async fn creator(api: Api, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) -> Result<u64, String> {
+    let mut acked = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let n = ledger.attempted.load(Ordering::SeqCst) + 1;
+        ledger.attempted.store(n, Ordering::SeqCst);
+        let body = json!({"$metadata": {"$model": MODEL}, "counter": 0, "mirror": 0});
+        match api
+            .put(&format!("/digitaltwins/{}", extra_id(n)), &body)
+            .await
+        {
+            Ok(r) if r.status == StatusCode::OK => {
+                ledger.acked.store(n, Ordering::SeqCst);
+                acked += 1;
+            }
+            Ok(r) => {
+                return Err(format!(
+                    "PUT {} answered {} {}",
+                    extra_id(n),
+                    r.status,
+                    r.text
+                ))
+            }
+            Err(_) => return Ok(acked),
+        }
+    }
+    Ok(acked)
 }
 
 fn twin_id(i: usize) -> String {
@@ -136,7 +174,7 @@ async fn check_invariants(api: &Api, ledgers: &[Ledger], cycle: usize) -> Vec<u6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn acked_patches_survive_kill9_and_none_is_half_applied_or_invented() {
+async fn acked_patches_and_creates_survive_kill9_and_none_is_half_applied_or_invented() {
     let seed: u64 = std::env::var("DOPPEL_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -168,6 +206,7 @@ async fn acked_patches_survive_kill9_and_none_is_half_applied_or_invented() {
         .expect("twin create");
     }
     let ledgers: Arc<Vec<Ledger>> = Arc::new((0..TWINS).map(|_| Ledger::default()).collect());
+    let extras = Arc::new(Ledger::default());
 
     for (cycle, &load) in load_ms.iter().enumerate() {
         let cycle = cycle + 1;
@@ -179,6 +218,7 @@ async fn acked_patches_survive_kill9_and_none_is_half_applied_or_invented() {
                 tokio::spawn(writer(api.clone(), twins, ledgers.clone(), stop.clone()))
             })
             .collect();
+        let creates = tokio::spawn(creator(api.clone(), extras.clone(), stop.clone()));
         // The fault schedule: load for `load` ms, then SIGKILL whatever is in flight.
         tokio::time::sleep(Duration::from_millis(load)).await;
         let killed_at = Instant::now();
@@ -192,6 +232,11 @@ async fn acked_patches_survive_kill9_and_none_is_half_applied_or_invented() {
                 .expect("writer task");
             acked_writes += r.unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
         }
+        let acked_creates = tokio::time::timeout(Duration::from_secs(30), creates)
+            .await
+            .expect("the creator notices the dead node within 30 s")
+            .expect("creator task")
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
         let in_flight = ledgers
             .iter()
             .filter(|l| l.attempted.load(Ordering::SeqCst) > l.acked.load(Ordering::SeqCst))
@@ -220,9 +265,41 @@ async fn acked_patches_survive_kill9_and_none_is_half_applied_or_invented() {
             "cycle {cycle}: no write was acked in {load} ms"
         );
 
-        // Everything else came back too: the twin set, the model, the admin token.
+        // Creates: the extras present are a prefix 1..=k of those sent, with every
+        // acked one among them.
         let (twins, _) = api.get_all("/digitaltwins").await.expect("list twins");
-        assert_eq!(twins.len(), TWINS, "twin count after restart");
+        let mut present: Vec<u64> = twins
+            .iter()
+            .filter_map(|t| t["$dtId"].as_str()?.strip_prefix("extra-")?.parse().ok())
+            .collect();
+        present.sort_unstable();
+        let k = present.len() as u64;
+        let (c_acked, c_attempted) = (
+            extras.acked.load(Ordering::SeqCst),
+            extras.attempted.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            present,
+            (1..=k).collect::<Vec<_>>(),
+            "cycle {cycle}: created twins are not a prefix of those sent"
+        );
+        assert!(
+            c_acked <= k && k <= c_attempted,
+            "cycle {cycle}: {k} extra twins exist; acked creates {c_acked}, attempted {c_attempted}"
+        );
+        assert_eq!(
+            twins.len() as u64,
+            TWINS as u64 + k,
+            "twin count after restart"
+        );
+        println!(
+            "cycle {cycle}: {acked_creates} acked creates; {k} extra twins exist \
+             (acked {c_acked}, attempted {c_attempted})"
+        );
+        extras.acked.store(k, Ordering::SeqCst);
+        extras.attempted.store(k, Ordering::SeqCst);
+
+        // The model and the admin token came back too.
         let model = api
             .get(&format!("/models/{MODEL}"))
             .await
