@@ -629,3 +629,145 @@ async fn models_may_be_uploaded_as_yaml() {
 fn urlenc(s: &str) -> String {
     s.replace(':', "%3A").replace(';', "%3B")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_conditional_writes_let_exactly_one_through() {
+    let node = Node::start().expect("node");
+    let api = plant(&node).await;
+    let twin = api
+        .put_twin(
+            "room",
+            &json!({"$metadata": {"$model": ROOM}, "temperature": -1.0}),
+        )
+        .await
+        .unwrap();
+    let etag = twin["$etag"].as_str().unwrap().to_owned();
+
+    // 16 patches race with the same If-Match, each setting a value the twin does not
+    // hold yet (a patch that changes nothing keeps the ETag): one wins, the others
+    // see the winner's ETag.
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let api = api.clone();
+            let etag = etag.clone();
+            tokio::spawn(async move {
+                api.send_with(
+                    api.request(Method::PATCH, "/digitaltwins/room")
+                        .header("If-Match", etag)
+                        .header("Content-Type", "application/json-patch+json")
+                        .body(
+                            json!([{"op": "replace", "path": "/temperature", "value": f64::from(i)}])
+                                .to_string(),
+                        ),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, r) in racers.into_iter().enumerate() {
+        let r = r.await.unwrap();
+        match r.status {
+            StatusCode::NO_CONTENT => winners.push(i),
+            _ => r.assert_error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "If-Match winners: {winners:?}");
+    let now = api.get("/digitaltwins/room").await.unwrap();
+    assert_eq!(now.body["temperature"], winners[0] as f64);
+
+    // 16 creates race with If-None-Match: *: one creates, the others are refused.
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.send_with(
+                    api.request(Method::PUT, "/digitaltwins/new-room")
+                        .header("If-None-Match", "*")
+                        .json(&json!({"$metadata": {"$model": ROOM}, "temperature": f64::from(i)})),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, r) in racers.into_iter().enumerate() {
+        let r = r.await.unwrap();
+        match r.status {
+            StatusCode::OK => winners.push(i),
+            _ => r.assert_error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "If-None-Match winners: {winners:?}");
+    let now = api.get("/digitaltwins/new-room").await.unwrap();
+    assert_eq!(now.body["temperature"], winners[0] as f64);
+}
+
+#[tokio::test]
+async fn ids_with_unusual_but_legal_characters_round_trip() {
+    let node = Node::start().expect("node");
+    let api = plant(&node).await;
+    // Percent-encoded on the wire; ':' '@' '.' '&' '+' '=' and non-ASCII are legal.
+    let ids = ["Fabrik:Linie_3.Maschine@7", "a&b=c+d", "Straße-ü", "x;y,z"];
+    for id in ids {
+        let path = format!("/digitaltwins/{}", urlenc_all(id));
+        let r = api
+            .put(&path, &json!({"$metadata": {"$model": SENSOR}}))
+            .await
+            .unwrap();
+        assert_eq!(r.expect(StatusCode::OK)["$dtId"], id);
+        let got = api.get(&path).await.unwrap();
+        assert_eq!(got.expect(StatusCode::OK)["$dtId"], id);
+    }
+    api.put_twin("Werk:Halle@1&2", &json!({"$metadata": {"$model": ROOM}}))
+        .await
+        .unwrap();
+    for (n, id) in ids.iter().take(2).enumerate() {
+        api.put(
+            &format!("/digitaltwins/Werk:Halle@1%262/relationships/r{n}"),
+            &json!({"$targetId": id, "$relationshipName": "contains"}),
+        )
+        .await
+        .unwrap()
+        .expect(StatusCode::OK);
+    }
+    let (listed, pages) = api
+        .get_all("/digitaltwins?maxItemsPerPage=1")
+        .await
+        .unwrap();
+    assert_eq!(pages, 5);
+    let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    want.push("Werk:Halle@1&2".into());
+    want.sort();
+    assert_eq!(ids_of(&listed, "$dtId"), want);
+    let (incoming, _) = api
+        .get_all(&format!(
+            "/digitaltwins/{}/incomingrelationships",
+            urlenc_all(ids[0])
+        ))
+        .await
+        .unwrap();
+    assert_eq!(incoming.len(), 1);
+    // The link must be usable as a path as it stands.
+    let link = incoming[0]["$relationshipLink"].as_str().unwrap();
+    let rel = api.get(link).await.unwrap();
+    assert_eq!(rel.expect(StatusCode::OK)["$sourceId"], "Werk:Halle@1&2");
+    let (out, pages) = api
+        .get_all("/digitaltwins/Werk:Halle@1%262/relationships?maxItemsPerPage=1")
+        .await
+        .unwrap();
+    assert_eq!((out.len(), pages), (2, 2));
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn urlenc_all(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
