@@ -771,3 +771,39 @@ fn urlenc_all(s: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn dependencies_for_lists_a_model_with_what_it_extends_and_uses() {
+    let node = Node::start().expect("node");
+    let api = node.api();
+    let base = "dtmi:doppel:test:deps:Base;1";
+    let part = "dtmi:doppel:test:deps:Part;1";
+    let machine = "dtmi:doppel:test:deps:Machine;1";
+    let unrelated = "dtmi:doppel:test:deps:Unrelated;1";
+    let mut m = interface(
+        machine,
+        json!([{"@type": "Component", "name": "part", "schema": part}]),
+    );
+    m["extends"] = json!(base);
+    api.upload_models(&json!([
+        interface(base, json!([])),
+        interface(part, json!([])),
+        m,
+        interface(unrelated, json!([]))
+    ]))
+    .await
+    .unwrap();
+    let resp = api
+        .get(&format!("/models?dependenciesFor={machine}"))
+        .await
+        .unwrap();
+    let items = resp.expect(StatusCode::OK)["value"]
+        .as_array()
+        .expect("value array")
+        .clone();
+    assert_eq!(ids_of(&items, "id"), vec![base, machine, part]);
+    api.get("/models?dependenciesFor=dtmi:doppel:test:deps:Missing;1")
+        .await
+        .unwrap()
+        .assert_error(StatusCode::NOT_FOUND, "ModelNotFound");
+}

@@ -80,10 +80,13 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
-    if q.dependencies_for.is_some() {
-        return Err(ApiError::bad_request(
-            "dependenciesFor is not supported yet; list all models instead",
-        ));
+    if let Some(ids) = q.dependencies_for.as_deref() {
+        let include = flag(q.include_model_definition.as_deref(), false)?;
+        let items = with_dependencies(&st, caller.tenant(), ids)?
+            .iter()
+            .map(|r| r.to_json(include))
+            .collect();
+        return Ok(Json(serde_json::json!({ "value": Value::Array(items) })));
     }
     let size = paging::page_size(
         &headers,
@@ -117,6 +120,45 @@ async fn list(
         items,
         next,
     )))
+}
+
+/// The models named in `ids` (comma-separated DTMIs) and every model they depend on
+/// through `extends` and components, each once, in the order first met.
+fn with_dependencies(st: &AppState, tenant: &str, ids: &str) -> ApiResult<Vec<ModelRecord>> {
+    let mut wanted: Vec<String> = Vec::new();
+    for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let rec = models::load_record(&st.storage, tenant, id)?.ok_or_else(|| {
+            doppel_twins::TwinError::ModelNotFound {
+                model: id.to_owned(),
+            }
+        })?;
+        let source = models::StoredModels::new(&st.storage, tenant);
+        let parsed = doppel_schemas::parse_batch(
+            std::slice::from_ref(&rec.document),
+            &source,
+            &doppel_schemas::ParseOptions::default(),
+        )
+        .map_err(|e| ApiError::internal(format!("stored model {id} no longer resolves: {e}")))?;
+        for (dtmi, _, model) in parsed.into_iter().filter(|(d, _, _)| d == id) {
+            for dep in std::iter::once(dtmi).chain(model.dependencies) {
+                if !wanted.contains(&dep) {
+                    wanted.push(dep);
+                }
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ApiError::bad_request(
+            "dependenciesFor must name at least one model id",
+        ));
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for id in wanted {
+        if let Some(rec) = models::load_record(&st.storage, tenant, &id)? {
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
 
 async fn get_one(
