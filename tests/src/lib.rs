@@ -571,6 +571,31 @@ pub fn interface(id: &str, contents: Value) -> Value {
     })
 }
 
+/// Everything a client can see of a tenant: models with definitions, twins,
+/// relationships both ways, tokens. Two equal snapshots mean no visible change.
+pub async fn visible_state(api: &Api) -> Value {
+    let (models, _) = api
+        .get_all("/models?includeModelDefinition=true")
+        .await
+        .expect("models");
+    let (twins, _) = api.get_all("/digitaltwins").await.expect("twins");
+    let mut rels = serde_json::Map::new();
+    for t in &twins {
+        let id = t["$dtId"].as_str().unwrap();
+        let (out, _) = api
+            .get_all(&format!("/digitaltwins/{id}/relationships"))
+            .await
+            .expect("rels");
+        let (inc, _) = api
+            .get_all(&format!("/digitaltwins/{id}/incomingrelationships"))
+            .await
+            .expect("incoming");
+        rels.insert(id.to_owned(), serde_json::json!({"out": out, "in": inc}));
+    }
+    let (tokens, _) = api.get_all("/tokens").await.expect("tokens");
+    serde_json::json!({"models": models, "twins": twins, "relationships": rels, "tokens": tokens})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

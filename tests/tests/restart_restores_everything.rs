@@ -4,7 +4,7 @@
 //! relationships both ways, deletions, tokens and revocations, in every tenant — and
 //! accepts writes conditioned on the ETags handed out before the stop.
 
-use doppel_tests::{interface, Api, Node};
+use doppel_tests::{interface, visible_state, Node};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -40,30 +40,6 @@ fn models() -> Value {
         press,
         interface(OLD, json!([])),
     ])
-}
-
-/// Everything a tenant's client can see, with every twin's relationships.
-async fn snapshot(api: &Api) -> Value {
-    let (models, _) = api
-        .get_all("/models?includeModelDefinition=true")
-        .await
-        .expect("models");
-    let (twins, _) = api.get_all("/digitaltwins").await.expect("twins");
-    let mut rels = serde_json::Map::new();
-    for t in &twins {
-        let id = t["$dtId"].as_str().unwrap();
-        let (out, _) = api
-            .get_all(&format!("/digitaltwins/{id}/relationships"))
-            .await
-            .expect("rels");
-        let (inc, _) = api
-            .get_all(&format!("/digitaltwins/{id}/incomingrelationships"))
-            .await
-            .expect("incoming");
-        rels.insert(id.to_owned(), json!({"out": out, "in": inc}));
-    }
-    let (tokens, _) = api.get_all("/tokens").await.expect("tokens");
-    json!({"models": models, "twins": twins, "relationships": rels, "tokens": tokens})
 }
 
 /// Builds a varied state in tenant `default` and tenant `acme`; returns the acme
@@ -158,8 +134,8 @@ async fn a_graceful_restart_serves_exactly_the_state_before_it() {
     let mut node = Node::start().expect("node");
     let (acme_token, revoked_token) = build_state(&node).await;
     let admin_token = node.token.clone();
-    let before_default = snapshot(&node.api()).await;
-    let before_acme = snapshot(&node.api_with(Some(&acme_token))).await;
+    let before_default = visible_state(&node.api()).await;
+    let before_acme = visible_state(&node.api_with(Some(&acme_token))).await;
     assert_eq!(before_default["twins"].as_array().unwrap().len(), 19);
     assert_eq!(before_acme["twins"].as_array().unwrap().len(), 1);
     let m05_etag = node
@@ -180,9 +156,9 @@ async fn a_graceful_restart_serves_exactly_the_state_before_it() {
 
     node.restart().expect("restart");
     assert_eq!(node.token, admin_token);
-    assert_eq!(snapshot(&node.api()).await, before_default);
+    assert_eq!(visible_state(&node.api()).await, before_default);
     assert_eq!(
-        snapshot(&node.api_with(Some(&acme_token))).await,
+        visible_state(&node.api_with(Some(&acme_token))).await,
         before_acme
     );
     node.api_with(Some(&revoked_token))
@@ -222,11 +198,11 @@ async fn a_graceful_restart_serves_exactly_the_state_before_it() {
 async fn a_node_restarted_twice_in_a_row_is_unchanged() {
     let mut node = Node::start().expect("node");
     build_state(&node).await;
-    let before = snapshot(&node.api()).await;
+    let before = visible_state(&node.api()).await;
     for round in 1..=2 {
         let status = node.terminate().expect("SIGTERM");
         assert!(status.success(), "round {round}: {status}");
         node.restart().expect("restart");
-        assert_eq!(snapshot(&node.api()).await, before, "round {round}");
+        assert_eq!(visible_state(&node.api()).await, before, "round {round}");
     }
 }

@@ -433,13 +433,7 @@ impl StateMachine {
         condition: &Condition,
         stamp: &Stamp,
     ) -> Result<Outcome, TwinError> {
-        check_id("twin id", twin_id, ids::check_twin_id)?;
-        let shard = shard_of(tenant, twin_id, self.shard_count);
-        let existing =
-            load_twin(out, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
-                twin: twin_id.to_owned(),
-            })?;
-        check_condition(Some(&existing.etag), condition, "twin")?;
+        let (shard, existing) = self.existing_twin(out, tenant, twin_id, condition)?;
         let ops = patch.as_array().ok_or_else(|| {
             TwinError::InvalidArgument("a JSON Patch must be a JSON array of operations".into())
         })?;
@@ -547,6 +541,24 @@ impl StateMachine {
         })
     }
 
+    /// The twin `twin_id` and its shard, if it exists and `condition` holds.
+    fn existing_twin(
+        &self,
+        state: &dyn StateRead,
+        tenant: &str,
+        twin_id: &str,
+        condition: &Condition,
+    ) -> Result<(u32, TwinRecord), TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, twin_id, self.shard_count);
+        let existing =
+            load_twin(state, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
+                twin: twin_id.to_owned(),
+            })?;
+        check_condition(Some(&existing.etag), condition, "twin")?;
+        Ok((shard, existing))
+    }
+
     fn delete_twin(
         &mut self,
         out: &mut Overlay<'_>,
@@ -554,13 +566,7 @@ impl StateMachine {
         twin_id: &str,
         condition: &Condition,
     ) -> Result<Outcome, TwinError> {
-        check_id("twin id", twin_id, ids::check_twin_id)?;
-        let shard = shard_of(tenant, twin_id, self.shard_count);
-        let existing =
-            load_twin(out, shard, tenant, twin_id)?.ok_or_else(|| TwinError::TwinNotFound {
-                twin: twin_id.to_owned(),
-            })?;
-        check_condition(Some(&existing.etag), condition, "twin")?;
+        let (shard, existing) = self.existing_twin(out, tenant, twin_id, condition)?;
         let out_prefix = keys::rel_out_prefix(shard, tenant, twin_id);
         if let Some((k, _)) = out.scan(Family::RelOut, &out_prefix, None, 1)?.pop() {
             return Err(TwinError::TwinHasRelationships {
