@@ -74,7 +74,9 @@ pub mod codec;
 pub mod config;
 mod connection;
 pub mod edge;
+pub mod iothub;
 pub mod registry;
+pub mod sas;
 pub mod server;
 
 pub use config::{ConfigError, MqttServerConfig};
