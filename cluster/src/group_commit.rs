@@ -10,16 +10,20 @@
 //!                                              └─▶ reply to every proposer
 //! ```
 //!
-//! Contract: a proposer gets `Ok` only after the group holding its command is fsynced.
+//! Contract: a proposer gets `Ok` only after the group holding its command is fsynced,
+//! and the group's change events ([`Proposer::subscribe`]) are published only then, in
+//! commit order.
 //! If a commit fails, every proposer of that group gets an error and the writer stops
 //! accepting work (the in-memory model cache may be ahead of disk): the node must be
 //! restarted, and recovers from what is on disk.
 
 use crate::storage::Storage;
-use doppel_twins::{Command, Outcome, Overlay, Stamp, StateMachine, TwinError};
+use doppel_twins::{
+    change_event, ChangeEvent, Command, Outcome, Overlay, Stamp, StateMachine, TwinError,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
@@ -45,9 +49,13 @@ pub struct CommitStats {
     pub groups: AtomicU64,
 }
 
+/// How many change events a slow watcher may fall behind before it misses some.
+const EVENT_BUFFER: usize = 4096;
+
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<Proposal>,
+    events: broadcast::Sender<Arc<ChangeEvent>>,
     failed: Arc<AtomicBool>,
     pub stats: Arc<CommitStats>,
 }
@@ -58,7 +66,9 @@ impl Proposer {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let failed = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(CommitStats::default());
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let writer = Writer {
+            events: events.clone(),
             storage,
             machine: StateMachine::new(shard_count),
             failed: failed.clone(),
@@ -69,7 +79,18 @@ impl Proposer {
             .name("doppel-commit".into())
             .spawn(move || writer.run(rx))
             .expect("spawning the commit thread");
-        Proposer { tx, failed, stats }
+        Proposer {
+            tx,
+            events,
+            failed,
+            stats,
+        }
+    }
+
+    /// A stream of every durable change, in commit order. A receiver that falls more
+    /// than a few thousand events behind gets `RecvError::Lagged` and continues.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+        self.events.subscribe()
     }
 
     /// Proposes a command stamped now; resolves once it is durable (or rejected).
@@ -109,6 +130,7 @@ impl Proposer {
 }
 
 struct Writer {
+    events: broadcast::Sender<Arc<ChangeEvent>>,
     storage: Storage,
     machine: StateMachine,
     failed: Arc<AtomicBool>,
@@ -173,6 +195,12 @@ impl Writer {
         match ok {
             Ok(()) => {
                 for (p, r) in group.into_iter().zip(results) {
+                    if let Ok(outcome) = &r {
+                        if let Some(event) = change_event(&p.cmd, outcome, &p.stamp) {
+                            // No watcher is not an error.
+                            let _ = self.events.send(Arc::new(event));
+                        }
+                    }
                     let _ = p.reply.send(r);
                 }
                 true

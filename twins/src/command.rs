@@ -158,11 +158,16 @@ impl Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Done,
+    /// `changed` is false when a patch left the twin as it was (no write, same etag).
     Twin {
         twin: crate::TwinRecord,
         created: bool,
+        changed: bool,
     },
-    Relationship(crate::RelationshipRecord),
+    Relationship {
+        rel: crate::RelationshipRecord,
+        created: bool,
+    },
     Models(Vec<crate::ModelRecord>),
     Token(TokenRecord),
 }

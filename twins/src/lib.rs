@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod models;
@@ -20,6 +21,7 @@ pub mod twin;
 
 pub use command::{Command, Condition, Outcome, Stamp};
 pub use error::{ErrorKind, TwinError};
+pub use events::{change_event, ChangeEvent};
 pub use models::ModelRecord;
 pub use relationship::RelationshipRecord;
 pub use state_machine::{load_relationship, load_twin, StateMachine};

@@ -421,6 +421,7 @@ impl StateMachine {
         Ok(Outcome::Twin {
             twin,
             created: existing.is_none(),
+            changed: true,
         })
     }
 
@@ -526,6 +527,7 @@ impl StateMachine {
             return Ok(Outcome::Twin {
                 twin: existing,
                 created: false,
+                changed: false,
             });
         }
         twin.etag = stamp.etag();
@@ -538,6 +540,7 @@ impl StateMachine {
         Ok(Outcome::Twin {
             twin,
             created: false,
+            changed: true,
         })
     }
 
@@ -762,7 +765,10 @@ impl StateMachine {
             ),
             Vec::new(),
         );
-        Ok(Outcome::Relationship(rel))
+        Ok(Outcome::Relationship {
+            rel,
+            created: existing.is_none(),
+        })
     }
 
     fn remove_relationship(&self, out: &mut Overlay<'_>, tenant: &str, rel: &RelationshipRecord) {

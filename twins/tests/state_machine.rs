@@ -266,7 +266,7 @@ fn twin_put_creates_a_twin_with_metadata() {
         twin_body("d1", DEVICE, json!({"serial": "S-1", "mode": "auto"})),
         Condition::Always,
     ));
-    let Outcome::Twin { twin, created } = out else {
+    let Outcome::Twin { twin, created, .. } = out else {
         panic!("{out:?}")
     };
     assert!(created);
@@ -1020,7 +1020,7 @@ fn relationship_is_created_with_its_incoming_index_on_the_target_shard() {
             rel_body(&target, "feeds", json!({"since": "2024-01-01T00:00:00Z"})),
         )
         .unwrap();
-    let Outcome::Relationship(rel) = out else {
+    let Outcome::Relationship { rel, .. } = out else {
         panic!("{out:?}")
     };
     assert_eq!(
@@ -1211,7 +1211,7 @@ fn relationship_delete_removes_both_records() {
 #[test]
 fn relationship_conditions_follow_etags() {
     let mut w = plant();
-    let Outcome::Relationship(rel) = w
+    let Outcome::Relationship { rel, .. } = w
         .relate("d1", "r1", rel_body("l1", "feeds", json!({})))
         .unwrap()
     else {

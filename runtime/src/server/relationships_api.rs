@@ -89,7 +89,7 @@ async fn put_rel(
         condition,
     };
     match st.proposer.propose(cmd).await? {
-        Outcome::Relationship(r) => Ok(rel_response(&r)),
+        Outcome::Relationship { rel, .. } => Ok(rel_response(&rel)),
         _ => Err(ApiError::internal(
             "unexpected outcome of a relationship PUT",
         )),
