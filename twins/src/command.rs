@@ -96,6 +96,18 @@ pub enum Command {
         rel_id: String,
         condition: Condition,
     },
+    /// Create or update the device bound to twin `device_id`.
+    PutDevice {
+        tenant: String,
+        device_id: String,
+        spec: crate::devices::DeviceSpec,
+        condition: Condition,
+    },
+    DeleteDevice {
+        tenant: String,
+        device_id: String,
+        condition: Condition,
+    },
     /// Validate telemetry against the twin's model and append it to its history.
     RecordTelemetry {
         tenant: String,
@@ -119,7 +131,9 @@ impl Command {
             | Command::DeleteTwin { tenant, .. }
             | Command::PutRelationship { tenant, .. }
             | Command::DeleteRelationship { tenant, .. }
-            | Command::RecordTelemetry { tenant, .. } => tenant,
+            | Command::RecordTelemetry { tenant, .. }
+            | Command::PutDevice { tenant, .. }
+            | Command::DeleteDevice { tenant, .. } => tenant,
             Command::PutToken { token } => &token.tenant,
         }
     }
@@ -150,6 +164,12 @@ impl Command {
             | Command::DeleteRelationship { tenant, source, .. } => {
                 shard_of(tenant, source, shard_count)
             }
+            Command::PutDevice {
+                tenant, device_id, ..
+            }
+            | Command::DeleteDevice {
+                tenant, device_id, ..
+            } => shard_of(tenant, device_id, shard_count),
         }
     }
 }
@@ -170,4 +190,8 @@ pub enum Outcome {
     },
     Models(Vec<crate::ModelRecord>),
     Token(TokenRecord),
+    Device {
+        device: crate::devices::DeviceRecord,
+        created: bool,
+    },
 }

@@ -70,6 +70,10 @@ pub enum TwinError {
     PreconditionFailed(String),
     #[error("token '{id}' does not exist")]
     TokenNotFound { id: String },
+    #[error("device '{device}' does not exist")]
+    DeviceNotFound { device: String },
+    #[error("digital twin '{twin}' has a device bound to it; delete the device first (DELETE /devices/{twin})")]
+    TwinHasDevice { twin: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -89,11 +93,13 @@ impl TwinError {
             ModelNotFound { .. }
             | TwinNotFound { .. }
             | RelationshipNotFound { .. }
-            | TokenNotFound { .. } => ErrorKind::NotFound,
+            | TokenNotFound { .. }
+            | DeviceNotFound { .. } => ErrorKind::NotFound,
             ModelExists { .. }
             | ModelInUse { .. }
             | ModelReferenced { .. }
-            | TwinHasRelationships { .. } => ErrorKind::Conflict,
+            | TwinHasRelationships { .. }
+            | TwinHasDevice { .. } => ErrorKind::Conflict,
             PreconditionFailed(_) => ErrorKind::PreconditionFailed,
             Store(_) | Corrupt(_) => ErrorKind::Internal,
         }
@@ -116,6 +122,8 @@ impl TwinError {
             RelationshipNotFound { .. } => "RelationshipNotFound",
             PreconditionFailed(_) => "PreconditionFailed",
             TokenNotFound { .. } => "TokenNotFound",
+            DeviceNotFound { .. } => "DeviceNotFound",
+            TwinHasDevice { .. } => "DigitalTwinHasDevice",
             Store(_) | Corrupt(_) => "InternalServerError",
         }
     }

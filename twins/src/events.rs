@@ -18,6 +18,10 @@ pub const RELATIONSHIP_CREATE: &str = "Microsoft.DigitalTwins.Relationship.Creat
 pub const RELATIONSHIP_UPDATE: &str = "Microsoft.DigitalTwins.Relationship.Update";
 pub const RELATIONSHIP_DELETE: &str = "Microsoft.DigitalTwins.Relationship.Delete";
 pub const TELEMETRY: &str = "Microsoft.DigitalTwins.Telemetry";
+/// Device registry changes (doppel's own types; the edge cuts disabled devices off).
+pub const DEVICE_CREATE: &str = "doppel.Device.Create";
+pub const DEVICE_UPDATE: &str = "doppel.Device.Update";
+pub const DEVICE_DELETE: &str = "doppel.Device.Delete";
 
 /// One committed change of a twin (or of one of its relationships).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +132,32 @@ pub fn change_event(cmd: &Command, outcome: &Outcome, stamp: &Stamp) -> Option<C
             },
             Outcome::Done,
         ) => Some(event(tenant, TELEMETRY, twin_id, None, body.clone(), None)),
+        (Command::PutDevice { tenant, .. }, Outcome::Device { device, created }) => Some(event(
+            tenant,
+            if *created {
+                DEVICE_CREATE
+            } else {
+                DEVICE_UPDATE
+            },
+            &device.id,
+            None,
+            // Never the keys: events reach every reader of the tenant.
+            device.to_json(false),
+            None,
+        )),
+        (
+            Command::DeleteDevice {
+                tenant, device_id, ..
+            },
+            Outcome::Done,
+        ) => Some(event(
+            tenant,
+            DEVICE_DELETE,
+            device_id,
+            None,
+            serde_json::json!({ "deviceId": device_id }),
+            None,
+        )),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! rel_out     shard | tenant \0 | source \0 | rel_id                -> Relationship record
 //! rel_in      shard | tenant \0 | target \0 | source \0 | rel_id    -> ()   (on the target's shard)
 //! telemetry   shard | tenant \0 | twin \0 | name \0 | ts_ms (u64 BE) | seq (u32 BE) -> value
+//! devices     shard | tenant \0 | twin_id                          -> Device record (the twin's device)
 //! meta        META  | tenant \0 | kind \0 | …                       -> tenants, models, tokens, model use
 //! ```
 //!
@@ -26,15 +27,17 @@ pub enum Family {
     RelIn,
     Telemetry,
     Meta,
+    Devices,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Twins,
         Family::RelOut,
         Family::RelIn,
         Family::Telemetry,
         Family::Meta,
+        Family::Devices,
     ];
 
     /// The column family name on disk.
@@ -45,6 +48,7 @@ impl Family {
             Family::RelIn => "rel_in",
             Family::Telemetry => "telemetry",
             Family::Meta => "meta",
+            Family::Devices => "devices",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod ids;
@@ -20,11 +21,12 @@ pub mod tenancy;
 pub mod twin;
 
 pub use command::{Command, Condition, Outcome, Stamp};
+pub use devices::{DeviceRecord, DeviceSpec, DeviceStatus};
 pub use error::{ErrorKind, TwinError};
 pub use events::{change_event, ChangeEvent};
 pub use models::ModelRecord;
 pub use relationship::RelationshipRecord;
-pub use state_machine::{load_relationship, load_twin, StateMachine};
+pub use state_machine::{load_device, load_relationship, load_twin, StateMachine};
 pub use store::{Entry, MemState, Overlay, StateRead, StoreError, Write};
 pub use tenancy::{Role, TenantRecord, TokenRecord};
 pub use twin::{PropertyBag, PropertyMeta, TwinRecord};

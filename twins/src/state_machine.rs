@@ -16,6 +16,7 @@
 
 use crate::codec::{decode, encode};
 use crate::command::{Command, Condition, Outcome, Stamp};
+use crate::devices::{DeviceRecord, DeviceSpec, DeviceStatus};
 use crate::error::TwinError;
 use crate::ids;
 use crate::keys::{self, shard_of, Family, MetaKind, SYSTEM_TENANT};
@@ -142,6 +143,28 @@ impl StateMachine {
                     })?;
                 check_condition(Some(&existing.etag), condition, "relationship")?;
                 self.remove_relationship(out, tenant, &existing);
+                Ok(Outcome::Done)
+            }
+            Command::PutDevice {
+                tenant,
+                device_id,
+                spec,
+                condition,
+            } => self.put_device(out, tenant, device_id, spec, condition, stamp),
+            Command::DeleteDevice {
+                tenant,
+                device_id,
+                condition,
+            } => {
+                check_id("device id", device_id, ids::check_twin_id)?;
+                let shard = shard_of(tenant, device_id, self.shard_count);
+                let existing = load_device(out, shard, tenant, device_id)?.ok_or_else(|| {
+                    TwinError::DeviceNotFound {
+                        device: device_id.clone(),
+                    }
+                })?;
+                check_condition(Some(&existing.etag), condition, "device")?;
+                out.delete(Family::Devices, keys::twin(shard, tenant, device_id));
                 Ok(Outcome::Done)
             }
             Command::RecordTelemetry {
@@ -570,6 +593,11 @@ impl StateMachine {
         condition: &Condition,
     ) -> Result<Outcome, TwinError> {
         let (shard, existing) = self.existing_twin(out, tenant, twin_id, condition)?;
+        if load_device(out, shard, tenant, twin_id)?.is_some() {
+            return Err(TwinError::TwinHasDevice {
+                twin: twin_id.to_owned(),
+            });
+        }
         let out_prefix = keys::rel_out_prefix(shard, tenant, twin_id);
         if let Some((k, _)) = out.scan(Family::RelOut, &out_prefix, None, 1)?.pop() {
             return Err(TwinError::TwinHasRelationships {
@@ -794,6 +822,89 @@ impl StateMachine {
         );
     }
 
+    // ---- devices ---------------------------------------------------------------
+
+    fn put_device(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        device_id: &str,
+        spec: &DeviceSpec,
+        condition: &Condition,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        check_id("device id", device_id, ids::check_twin_id)?;
+        let shard = shard_of(tenant, device_id, self.shard_count);
+        if load_twin(out, shard, tenant, device_id)?.is_none() {
+            return Err(TwinError::TwinNotFound {
+                twin: device_id.to_owned(),
+            });
+        }
+        let existing = load_device(out, shard, tenant, device_id)?;
+        check_condition(
+            existing.as_ref().map(|d| d.etag.as_str()),
+            condition,
+            "device",
+        )?;
+        let old = existing.as_ref();
+        let primary_key = spec
+            .primary_key
+            .clone()
+            .or_else(|| old.map(|d| d.primary_key.clone()))
+            .unwrap_or_else(|| spec.fresh_keys.0.clone());
+        let secondary_key = spec
+            .secondary_key
+            .clone()
+            .or_else(|| old.map(|d| d.secondary_key.clone()))
+            .unwrap_or_else(|| spec.fresh_keys.1.clone());
+        for (field, key) in [
+            ("primaryKey", &primary_key),
+            ("secondaryKey", &secondary_key),
+        ] {
+            crate::devices::check_key(key).map_err(|reason| {
+                TwinError::InvalidArgument(format!("authentication.symmetricKey.{field} {reason}"))
+            })?;
+        }
+        if spec
+            .status_reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 128)
+        {
+            return Err(TwinError::InvalidArgument(
+                "statusReason is longer than 128 characters".into(),
+            ));
+        }
+        let status = spec
+            .status
+            .or(old.map(|d| d.status))
+            .unwrap_or(DeviceStatus::Enabled);
+        let status_reason = match (&spec.status_reason, spec.status) {
+            (Some(r), _) => Some(r.clone()),
+            // A new status without a reason clears the old reason.
+            (None, Some(_)) => None,
+            (None, None) => old.and_then(|d| d.status_reason.clone()),
+        };
+        let device = DeviceRecord {
+            id: device_id.to_owned(),
+            etag: stamp.etag(),
+            status,
+            status_reason,
+            primary_key,
+            secondary_key,
+            created: old.map_or_else(|| stamp.now.clone(), |d| d.created.clone()),
+            last_update_time: stamp.now.clone(),
+        };
+        out.put(
+            Family::Devices,
+            keys::twin(shard, tenant, device_id),
+            encode(&device),
+        );
+        Ok(Outcome::Device {
+            device,
+            created: existing.is_none(),
+        })
+    }
+
     // ---- telemetry -------------------------------------------------------------
 
     fn record_telemetry(
@@ -950,6 +1061,19 @@ pub fn load_twin(
 ) -> Result<Option<TwinRecord>, TwinError> {
     match state.get(Family::Twins, &keys::twin(shard, tenant, id))? {
         Some(b) => Ok(Some(decode("twin", &b)?)),
+        None => Ok(None),
+    }
+}
+
+/// The device bound to twin `id` (stored on the twin's shard).
+pub fn load_device(
+    state: &dyn StateRead,
+    shard: u32,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<DeviceRecord>, TwinError> {
+    match state.get(Family::Devices, &keys::twin(shard, tenant, id))? {
+        Some(b) => Ok(Some(decode("device", &b)?)),
         None => Ok(None),
     }
 }

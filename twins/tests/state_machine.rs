@@ -10,7 +10,8 @@ mod common;
 use common::*;
 use doppel_twins::keys::{self, Family, MetaKind, SYSTEM_TENANT};
 use doppel_twins::{
-    Command, Condition, MemState, Outcome, Overlay, Role, StateMachine, StateRead, TokenRecord,
+    Command, Condition, DeviceSpec, DeviceStatus, MemState, Outcome, Overlay, Role, StateMachine,
+    StateRead, TokenRecord,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -2139,4 +2140,162 @@ fn commands_route_to_the_shard_of_their_twin_or_the_meta_shard() {
         .tenant(),
         "beta"
     );
+}
+
+// ==== devices =========================================================================
+
+fn key(byte: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+fn put_device(id: &str, status: DeviceStatus, primary: &str, condition: Condition) -> Command {
+    Command::PutDevice {
+        tenant: TENANT.into(),
+        device_id: id.into(),
+        spec: DeviceSpec {
+            status: Some(status),
+            status_reason: None,
+            primary_key: Some(primary.into()),
+            secondary_key: None,
+            fresh_keys: (key(8), key(9)),
+        },
+        condition,
+    }
+}
+
+#[test]
+fn a_device_binds_to_an_existing_twin_only() {
+    let mut w = plant();
+    w.err_no_writes(
+        put_device("ghost", DeviceStatus::Enabled, &key(1), Condition::Always),
+        "DigitalTwinNotFound",
+    );
+    let out = w.ok(put_device(
+        "d1",
+        DeviceStatus::Enabled,
+        &key(1),
+        Condition::Always,
+    ));
+    let Outcome::Device { device, created } = out else {
+        panic!("{out:?}")
+    };
+    assert!(created);
+    assert_eq!(device.id, "d1");
+    assert_eq!(device.status, DeviceStatus::Enabled);
+    assert_eq!(device.primary_key, key(1));
+    assert_eq!(
+        device.secondary_key,
+        key(9),
+        "a missing key is the proposer's fresh one"
+    );
+}
+
+#[test]
+fn a_device_update_keeps_what_it_does_not_mention() {
+    let mut w = plant();
+    w.ok(put_device(
+        "d1",
+        DeviceStatus::Enabled,
+        &key(1),
+        Condition::Always,
+    ));
+    let out = w.ok(Command::PutDevice {
+        tenant: TENANT.into(),
+        device_id: "d1".into(),
+        spec: DeviceSpec {
+            status: Some(DeviceStatus::Disabled),
+            status_reason: Some("maintenance".into()),
+            primary_key: None,
+            secondary_key: None,
+            fresh_keys: (key(5), key(6)),
+        },
+        condition: Condition::Always,
+    });
+    let Outcome::Device { device, .. } = out else {
+        panic!()
+    };
+    assert_eq!((device.primary_key, device.secondary_key), (key(1), key(9)));
+    assert_eq!(device.status_reason.as_deref(), Some("maintenance"));
+}
+
+#[test]
+fn device_keys_must_be_base64_of_16_to_64_bytes() {
+    let mut w = plant();
+    let e = w.err_no_writes(
+        put_device("d1", DeviceStatus::Enabled, "short", Condition::Always),
+        "InvalidArgument",
+    );
+    assert!(e.to_string().contains("primaryKey"), "{e}");
+}
+
+#[test]
+fn disabling_a_device_keeps_its_keys_creation_time_and_twin() {
+    let mut w = plant();
+    let Outcome::Device { device: first, .. } = w.ok(put_device(
+        "d1",
+        DeviceStatus::Enabled,
+        &key(1),
+        Condition::Always,
+    )) else {
+        panic!()
+    };
+    // A stale etag is refused; the current one works.
+    w.err(
+        put_device(
+            "d1",
+            DeviceStatus::Disabled,
+            &key(1),
+            Condition::IfMatch("W/\"nope\"".into()),
+        ),
+        "PreconditionFailed",
+    );
+    let Outcome::Device {
+        device: second,
+        created,
+    } = w.ok(put_device(
+        "d1",
+        DeviceStatus::Disabled,
+        &key(1),
+        Condition::IfMatch(first.etag.clone()),
+    ))
+    else {
+        panic!()
+    };
+    assert!(!created);
+    assert_eq!(second.status, DeviceStatus::Disabled);
+    assert_eq!(second.created, first.created);
+    assert_ne!(second.etag, first.etag);
+    assert_eq!(w.twin("d1").id, "d1", "the twin and its data stay");
+}
+
+#[test]
+fn a_twin_with_a_device_cannot_be_deleted_until_the_device_is() {
+    let mut w = plant();
+    w.ok(put_device(
+        "d1",
+        DeviceStatus::Enabled,
+        &key(1),
+        Condition::Always,
+    ));
+    w.err(
+        Command::DeleteTwin {
+            tenant: TENANT.into(),
+            twin_id: "d1".into(),
+            condition: Condition::Always,
+        },
+        "DigitalTwinHasDevice",
+    );
+    let del = Command::DeleteDevice {
+        tenant: TENANT.into(),
+        device_id: "d1".into(),
+        condition: Condition::Always,
+    };
+    w.ok(del.clone());
+    w.err(del, "DeviceNotFound");
+    w.ok(Command::DeleteTwin {
+        tenant: TENANT.into(),
+        twin_id: "d1".into(),
+        condition: Condition::Always,
+    });
 }

@@ -13,6 +13,7 @@ pub mod api_error;
 pub mod auth;
 pub mod body;
 mod bootstrap;
+mod devices_api;
 mod events_api;
 pub mod extract;
 mod models_api;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(relationships_api::routes())
         .merge(tokens_api::routes())
         .merge(events_api::routes())
+        .merge(devices_api::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

@@ -1,0 +1,231 @@
+//! `/devices/{id}`: the device registry. A device is bound to the twin with the same
+//! id and authenticates with a SAS token made from one of its two symmetric keys.
+//! Keys are secrets: every route here needs the admin role.
+//!
+//! `PUT /devices/{id}` creates (keys generated unless given) or updates (fields left
+//! out keep their value; `If-Match` guards against lost updates). Body, all optional:
+//! `{"status": "enabled"|"disabled", "statusReason": "…",
+//!   "authentication": {"type": "sas", "symmetricKey": {"primaryKey": "…", "secondaryKey": "…"}}}`
+
+use super::api_error::{ApiError, ApiResult};
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::extract::{Path, Query};
+use super::paging::{self, PageQuery};
+use super::twins_api::condition;
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use doppel_twins::codec::decode;
+use doppel_twins::keys::{self, shard_of, Family};
+use doppel_twins::{
+    load_device, Command, DeviceRecord, DeviceSpec, DeviceStatus, Outcome, Role, StateRead,
+    TwinError,
+};
+use rand::RngCore;
+use serde_json::Value;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/devices", get(list))
+        .route("/devices/{id}", get(get_one).put(put).delete(delete))
+}
+
+fn device_response(status: StatusCode, d: &DeviceRecord) -> Response {
+    let mut resp = (status, Json(d.to_json(true))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&d.etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn fresh_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads the PUT body into a spec, naming the field of any error.
+fn spec_from(body: &Value) -> ApiResult<DeviceSpec> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the device body must be a JSON object"))?;
+    let mut spec = DeviceSpec {
+        status: None,
+        status_reason: None,
+        primary_key: None,
+        secondary_key: None,
+        fresh_keys: (fresh_key(), fresh_key()),
+    };
+    for (k, v) in obj {
+        match k.as_str() {
+            "deviceId" | "twinId" | "etag" | "created" | "lastUpdateTime" => {}
+            "status" => {
+                spec.status = Some(match v.as_str() {
+                    Some("enabled") => DeviceStatus::Enabled,
+                    Some("disabled") => DeviceStatus::Disabled,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "status must be \"enabled\" or \"disabled\", got {v}"
+                        )))
+                    }
+                })
+            }
+            "statusReason" => {
+                spec.status_reason = Some(
+                    v.as_str()
+                        .ok_or_else(|| ApiError::bad_request("statusReason must be a string"))?
+                        .to_owned(),
+                )
+            }
+            "authentication" => {
+                if let Some(t) = v.get("type") {
+                    if t.as_str() != Some("sas") {
+                        return Err(ApiError::bad_request(format!(
+                            "authentication.type {t} is not supported; use \"sas\""
+                        )));
+                    }
+                }
+                let keys = v.get("symmetricKey").unwrap_or(&Value::Null);
+                let field = |name: &str| -> ApiResult<Option<String>> {
+                    match keys.get(name) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(Value::String(s)) => Ok(Some(s.clone())),
+                        Some(_) => Err(ApiError::bad_request(format!(
+                            "authentication.symmetricKey.{name} must be a base64 string"
+                        ))),
+                    }
+                };
+                spec.primary_key = field("primaryKey")?;
+                spec.secondary_key = field("secondaryKey")?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field '{other}'; expected status, statusReason, authentication"
+                )))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+async fn put(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let cmd = Command::PutDevice {
+        tenant: caller.tenant().to_owned(),
+        device_id: id,
+        spec: spec_from(&body)?,
+        condition: condition(&headers)?,
+    };
+    match st.proposer.propose(cmd).await? {
+        Outcome::Device { device, created } => Ok(device_response(
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &device,
+        )),
+        _ => Err(ApiError::internal("unexpected outcome of a device PUT")),
+    }
+}
+
+async fn get_one(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let shard = shard_of(caller.tenant(), &id, st.shard_count);
+    let device = load_device(&st.storage, shard, caller.tenant(), &id)?
+        .ok_or(TwinError::DeviceNotFound { device: id })?;
+    Ok(device_response(StatusCode::OK, &device))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::Admin)?;
+    let cmd = Command::DeleteDevice {
+        tenant: caller.tenant().to_owned(),
+        device_id: id,
+        condition: condition(&headers)?,
+    };
+    st.proposer.propose(cmd).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists the tenant's devices (without keys), shard by shard; the continuation token
+/// is the shard (4 bytes BE) and the last key returned.
+async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Role::Admin)?;
+    let size = paging::page_size(&headers, &q, st.config.page_size, st.config.max_page_size)?;
+    let (mut shard, mut after) = match paging::decode_token(q.continuation_token.as_deref())? {
+        Some(tok) if tok.len() >= 4 => (
+            u32::from_be_bytes([tok[0], tok[1], tok[2], tok[3]]),
+            Some(tok[4..].to_vec()),
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "continuationToken is not a token this server issued",
+            ))
+        }
+        None => (0, None),
+    };
+    let mut items = Vec::new();
+    let mut next = None;
+    while shard < st.shard_count {
+        let prefix = keys::tenant_prefix(shard, caller.tenant());
+        let rows = st.storage.scan(
+            Family::Devices,
+            &prefix,
+            after.as_deref(),
+            size + 1 - items.len(),
+        )?;
+        for (k, v) in rows {
+            if items.len() == size {
+                // One more exists: resume after the last one returned.
+                let mut tok = shard.to_be_bytes().to_vec();
+                tok.extend_from_slice(after.as_deref().unwrap_or_default());
+                next = Some(paging::encode_token(&tok));
+                break;
+            }
+            let d: DeviceRecord =
+                decode("device", &v).map_err(|e| ApiError::internal(e.to_string()))?;
+            items.push(d.to_json(false));
+            after = Some(k);
+        }
+        if next.is_some() {
+            break;
+        }
+        shard += 1;
+        after = None;
+    }
+    Ok(Json(paging::page(
+        &headers,
+        st.tls,
+        "/devices",
+        &[],
+        &q,
+        items,
+        next,
+    )))
+}
