@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use rumqttc::mqttbytes::matches as topic_matches;
 use tokio::sync::{mpsc, watch};
 
 use crate::edge::{DeviceKey, DisconnectReason, Qos};
@@ -203,6 +202,28 @@ impl ConnectionRegistry {
     }
 }
 
+/// Does `topic` match the subscription `filter` (MQTT 3.1.1 §4.7 / 5 §4.7)?
+/// A topic starting with `$` is not matched by a filter whose first level is a
+/// wildcard, but is matched by a literal one such as `$iothub/methods/POST/#`.
+/// (rumqttc's `matches` refuses every `$` topic, which would cut off all of
+/// IoT Hub's `$iothub/...` topics.)
+pub fn topic_matches(topic: &str, filter: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('#') || filter.starts_with('+')) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(level) if f == "+" || f == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +247,25 @@ mod tests {
             rx,
             kill_rx,
         )
+    }
+
+    #[test]
+    fn topic_matching_follows_the_spec_including_dollar_topics() {
+        assert!(topic_matches(
+            "$iothub/methods/POST/reboot/?$rid=1",
+            "$iothub/methods/POST/#"
+        ));
+        assert!(!topic_matches("$iothub/methods/POST/x", "#"));
+        assert!(!topic_matches("$iothub/methods/POST/x", "+/methods/#"));
+        assert!(topic_matches("a/b/c", "a/+/c"));
+        assert!(
+            topic_matches("a/b", "a/b/#"),
+            "# matches the parent level too"
+        );
+        assert!(topic_matches("a/b/c", "#"));
+        assert!(!topic_matches("a/b/c", "a/b"));
+        assert!(!topic_matches("a/b", "a/b/c"));
+        assert!(topic_matches("é/x", "+/x"), "multibyte first character");
     }
 
     #[test]
