@@ -96,6 +96,14 @@ pub enum Command {
         rel_id: String,
         condition: Condition,
     },
+    /// A device reports property values (IoT Plug and Play): plain values for
+    /// read-only properties, `{"value", "ac", "av", "ad"}` acknowledgements for
+    /// writable ones, components marked `"__t": "c"`, `null` to clear a value.
+    ReportProperties {
+        tenant: String,
+        twin_id: String,
+        reported: Value,
+    },
     /// Create or update the device bound to twin `device_id`.
     PutDevice {
         tenant: String,
@@ -133,7 +141,8 @@ impl Command {
             | Command::DeleteRelationship { tenant, .. }
             | Command::RecordTelemetry { tenant, .. }
             | Command::PutDevice { tenant, .. }
-            | Command::DeleteDevice { tenant, .. } => tenant,
+            | Command::DeleteDevice { tenant, .. }
+            | Command::ReportProperties { tenant, .. } => tenant,
             Command::PutToken { token } => &token.tenant,
         }
     }
@@ -158,6 +167,9 @@ impl Command {
                 tenant, twin_id, ..
             }
             | Command::RecordTelemetry {
+                tenant, twin_id, ..
+            }
+            | Command::ReportProperties {
                 tenant, twin_id, ..
             } => shard_of(tenant, twin_id, shard_count),
             Command::PutRelationship { tenant, source, .. }

@@ -145,6 +145,11 @@ impl StateMachine {
                 self.remove_relationship(out, tenant, &existing);
                 Ok(Outcome::Done)
             }
+            Command::ReportProperties {
+                tenant,
+                twin_id,
+                reported,
+            } => self.report_properties(out, tenant, twin_id, reported, stamp),
             Command::PutDevice {
                 tenant,
                 device_id,
@@ -822,6 +827,96 @@ impl StateMachine {
         );
     }
 
+    // ---- reported properties (IoT Plug and Play) ----------------------------------
+
+    fn report_properties(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        reported: &Value,
+        stamp: &Stamp,
+    ) -> Result<Outcome, TwinError> {
+        let (shard, existing) = self.existing_twin(out, tenant, twin_id, &Condition::Always)?;
+        let model = self.model_of(out, tenant, &existing)?;
+        let reported = reported.as_object().ok_or_else(|| {
+            TwinError::InvalidArgument("reported properties must be a JSON object".into())
+        })?;
+        let mut twin = existing.clone();
+        let model_id = existing.model.clone();
+        let max_version = existing.desired_version;
+        for (key, value) in reported {
+            if let Some(comp) = model.components.get(key) {
+                let obj = value.as_object().ok_or_else(|| {
+                    TwinError::validation(
+                        twin_id,
+                        &model_id,
+                        format!("/{key}"),
+                        "a component's reported properties must be a JSON object",
+                    )
+                })?;
+                let bag = twin.components.entry(key.clone()).or_default();
+                for (pk, pv) in obj {
+                    if pk == "__t" {
+                        if pv != "c" {
+                            return Err(TwinError::validation(
+                                twin_id,
+                                &model_id,
+                                format!("/{key}/__t"),
+                                "the component marker must be \"c\"",
+                            ));
+                        }
+                        continue;
+                    }
+                    let path = format!("/{key}/{pk}");
+                    let def = comp.interface.properties.get(pk).ok_or_else(|| {
+                        not_a_property(twin_id, &model_id, &comp.interface, &path, pk)
+                    })?;
+                    report_one(
+                        bag,
+                        def,
+                        pk,
+                        pv,
+                        twin_id,
+                        &model_id,
+                        &path,
+                        max_version,
+                        stamp,
+                    )?;
+                }
+            } else {
+                let path = format!("/{key}");
+                let def = model
+                    .properties
+                    .get(key)
+                    .ok_or_else(|| not_a_property(twin_id, &model_id, &model, &path, key))?;
+                report_one(
+                    &mut twin.root,
+                    def,
+                    key,
+                    value,
+                    twin_id,
+                    &model_id,
+                    &path,
+                    max_version,
+                    stamp,
+                )?;
+            }
+        }
+        twin.etag = stamp.etag();
+        twin.last_update_time = stamp.now.clone();
+        out.put(
+            Family::Twins,
+            keys::twin(shard, tenant, twin_id),
+            encode(&twin),
+        );
+        Ok(Outcome::Twin {
+            twin,
+            created: false,
+            changed: true,
+        })
+    }
+
     // ---- devices ---------------------------------------------------------------
 
     fn put_device(
@@ -1183,6 +1278,112 @@ fn set_property(
     }
     bag.values.insert(name.to_owned(), value);
     bag.meta.insert(name.to_owned(), meta);
+    Ok(())
+}
+
+/// Applies one reported property. Writable properties are acknowledged with the Plug
+/// and Play envelope `{"value", "ac", "av", "ad"}` (recognised by its `ac` member);
+/// the desired value and version are kept. `null` clears the reported value.
+#[allow(clippy::too_many_arguments)]
+fn report_one(
+    bag: &mut PropertyBag,
+    def: &PropertyDef,
+    name: &str,
+    reported: &Value,
+    twin: &str,
+    model_id: &str,
+    path: &str,
+    max_version: u64,
+    stamp: &Stamp,
+) -> Result<(), TwinError> {
+    if reported.is_null() {
+        bag.values.shift_remove(name);
+        if let Some(m) = bag.meta.get_mut(name) {
+            m.last_update_time = stamp.now.clone();
+        }
+        return Ok(());
+    }
+    let envelope = reported.as_object().filter(|o| o.contains_key("ac"));
+    let (value, ack) = match envelope {
+        Some(o) if def.writable => {
+            for k in o.keys() {
+                if !matches!(k.as_str(), "value" | "ac" | "av" | "ad") {
+                    return Err(TwinError::validation(
+                        twin,
+                        model_id,
+                        format!("{path}/{k}"),
+                        "an acknowledgement holds only value, ac, av and ad",
+                    ));
+                }
+            }
+            let value = o.get("value").ok_or_else(|| {
+                TwinError::validation(
+                    twin,
+                    model_id,
+                    format!("{path}/value"),
+                    "the acknowledgement has no value",
+                )
+            })?;
+            let ac = o
+                .get("ac")
+                .and_then(Value::as_u64)
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| {
+                    TwinError::validation(
+                        twin,
+                        model_id,
+                        format!("{path}/ac"),
+                        "ac must be a status code from 100 to 599",
+                    )
+                })?;
+            let av = match o.get("av") {
+                None => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    TwinError::validation(
+                        twin,
+                        model_id,
+                        format!("{path}/av"),
+                        "av must be a non-negative integer",
+                    )
+                })?),
+            };
+            if let Some(av) = av {
+                if av > max_version {
+                    return Err(TwinError::validation(
+                        twin,
+                        model_id,
+                        format!("{path}/av"),
+                        format!("av {av} acknowledges a version never desired (the latest is {max_version})"),
+                    ));
+                }
+            }
+            let ad = match o.get("ad") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => {
+                    return Err(TwinError::validation(
+                        twin,
+                        model_id,
+                        format!("{path}/ad"),
+                        "ad must be a string",
+                    ))
+                }
+            };
+            (value, Some((ac, av, ad)))
+        }
+        _ => (reported, None),
+    };
+    validate_value(&def.schema, value).map_err(|e| {
+        TwinError::validation(twin, model_id, format!("{path}{}", e.path), e.message)
+    })?;
+    let meta = bag.meta.entry(name.to_owned()).or_default();
+    meta.last_update_time = stamp.now.clone();
+    if let Some((ac, av, ad)) = ack {
+        meta.ack_code = Some(ac as u16);
+        meta.ack_version = av;
+        meta.ack_description = ad;
+    }
+    bag.values.insert(name.to_owned(), value.clone());
     Ok(())
 }
 

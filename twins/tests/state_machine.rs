@@ -2299,3 +2299,90 @@ fn a_twin_with_a_device_cannot_be_deleted_until_the_device_is() {
         condition: Condition::Always,
     });
 }
+
+// ==== reported properties (IoT Plug and Play) ==========================================
+
+fn report(id: &str, reported: Value) -> Command {
+    Command::ReportProperties {
+        tenant: TENANT.into(),
+        twin_id: id.into(),
+        reported,
+    }
+}
+
+#[test]
+fn a_device_reports_read_only_values_and_component_values() {
+    let mut w = plant();
+    let out = w.ok(report(
+        "d1",
+        json!({"serial": "S-2", "motor": {"__t": "c", "rpm": 1400}}),
+    ));
+    let twin = twin_of(out);
+    assert_eq!(twin.root.values["serial"], "S-2");
+    assert_eq!(twin.components["motor"].values["rpm"], 1400);
+    assert_eq!(w.twin("d1").etag, twin.etag, "stored");
+}
+
+#[test]
+fn a_writable_property_ack_records_code_version_and_keeps_the_desired_value() {
+    let mut w = plant();
+    w.patch(
+        "d1",
+        json!([{"op": "add", "path": "/setPoint", "value": 21.5}]),
+    )
+    .unwrap();
+    let desired = w.twin("d1").root.meta["setPoint"].clone();
+    let version = desired.desired_version.unwrap();
+    let twin = twin_of(w.ok(report(
+        "d1",
+        json!({"setPoint": {"value": 21.0, "ac": 203, "av": version, "ad": "clamped"}}),
+    )));
+    let meta = &twin.root.meta["setPoint"];
+    assert_eq!(
+        twin.root.values["setPoint"], 21.0,
+        "the device's value is the twin's"
+    );
+    assert_eq!(meta.desired_value, Some(json!(21.5)));
+    assert_eq!(meta.desired_version, Some(version));
+    assert_eq!(
+        (
+            meta.ack_code,
+            meta.ack_version,
+            meta.ack_description.as_deref()
+        ),
+        (Some(203), Some(version), Some("clamped"))
+    );
+}
+
+#[test]
+fn bad_reports_are_rejected_with_the_path_and_write_nothing() {
+    let mut w = plant();
+    for (reported, path) in [
+        (json!({"serial": 5}), "/serial"),
+        (json!({"temp": 1.0}), "/temp"),
+        (json!({"nope": 1}), "/nope"),
+        (json!({"motor": {"__t": "x", "rpm": 1}}), "/motor/__t"),
+        (json!({"motor": {"rpm": "fast"}}), "/motor/rpm"),
+        (
+            json!({"setPoint": {"value": 1.0, "ac": 42}}),
+            "/setPoint/ac",
+        ),
+        (
+            json!({"setPoint": {"value": 1.0, "ac": 200, "av": 99}}),
+            "/setPoint/av",
+        ),
+        (json!({"setPoint": {"value": "x", "ac": 200}}), "/setPoint"),
+    ] {
+        let e = w.err_no_writes(report("d1", reported.clone()), "ValidationFailed");
+        assert!(e.to_string().contains(path), "{reported} → {e}");
+    }
+    w.err_no_writes(report("d1", json!([1])), "InvalidArgument");
+    w.err_no_writes(report("ghost", json!({})), "DigitalTwinNotFound");
+}
+
+#[test]
+fn a_null_report_clears_the_value() {
+    let mut w = plant();
+    let twin = twin_of(w.ok(report("d1", json!({"serial": null}))));
+    assert!(!twin.root.values.contains_key("serial"));
+}
