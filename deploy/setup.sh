@@ -2,6 +2,7 @@
 # Installs what a fresh Debian machine lacks to build and test doppel. Idempotent.
 #   libclang-dev  bindgen (RocksDB's Rust bindings) needs it even for a bundled RocksDB
 #   mosquitto     the real MQTT broker and clients the device-edge tests use
+#   paho-mqtt     (PyPI) a real MQTT 3.1.1/5 client for the device-edge tests
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -13,5 +14,9 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! python3 -c "import paho.mqtt" >/dev/null 2>&1; then
+  echo "setup: installing paho-mqtt (pip)" >&2
+  python3 -m pip install -q "paho-mqtt>=2,<3"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
