@@ -15,7 +15,9 @@ pub struct NodeConfig {
     /// PEM certificate chain and private key; both or neither. With them the API is HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Allow plain HTTP on a non-loopback address.
+    /// Address of the embedded MQTT broker devices connect to; `""` turns it off.
+    pub mqtt: Option<String>,
+    /// Allow plain HTTP (and plain MQTT) on a non-loopback address.
     pub insecure: bool,
     /// Largest request body accepted (bytes); larger ones get 413.
     pub max_body_bytes: usize,
@@ -38,6 +40,7 @@ impl Default for NodeConfig {
             http: "127.0.0.1:8080".into(),
             tls_cert: None,
             tls_key: None,
+            mqtt: Some("127.0.0.1:1883".into()),
             insecure: false,
             max_body_bytes: 1024 * 1024,
             shard_count: doppel_twins::keys::DEFAULT_SHARD_COUNT,
@@ -57,8 +60,27 @@ impl NodeConfig {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
     }
 
+    /// The MQTT listener address, checked like `http` (loopback unless `insecure`:
+    /// the MQTT listener has no TLS yet).
+    pub fn mqtt_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(text) = self.mqtt.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = text.parse().map_err(|e| {
+            anyhow::anyhow!("mqtt: '{text}' is not an address like 127.0.0.1:1883 ({e})")
+        })?;
+        if !addr.ip().is_loopback() && !self.insecure {
+            anyhow::bail!(
+                "mqtt: refusing plain MQTT on non-loopback address {addr} (TLS for MQTT is not \
+                 available yet); pass --insecure if this network is trusted"
+            );
+        }
+        Ok(Some(addr))
+    }
+
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> anyhow::Result<SocketAddr> {
+        self.mqtt_addr()?;
         let addr: SocketAddr = self.http.parse().map_err(|e| {
             anyhow::anyhow!(
                 "http: '{}' is not an address like 127.0.0.1:8080 ({e})",

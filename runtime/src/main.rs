@@ -71,7 +71,13 @@ struct ServeArgs {
     /// PEM private key for HTTPS (with --tls-cert).
     #[arg(long)]
     tls_key: Option<PathBuf>,
-    /// Allow plain HTTP on a non-loopback address.
+    /// Embedded MQTT broker address for devices [default: 127.0.0.1:1883]
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Do not start the embedded MQTT broker.
+    #[arg(long, conflicts_with = "mqtt")]
+    no_mqtt: bool,
+    /// Allow plain HTTP (and MQTT) on a non-loopback address.
     #[arg(long)]
     insecure: bool,
     /// Largest accepted request body in bytes [default: 1048576]
@@ -99,6 +105,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.tls_key {
             c.tls_key = Some(v);
+        }
+        if let Some(v) = self.mqtt {
+            c.mqtt = Some(v);
+        }
+        if self.no_mqtt {
+            c.mqtt = None;
         }
         c.insecure |= self.insecure;
         if let Some(v) = self.max_body_bytes {
@@ -168,6 +180,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
+    let mqtt = node.state.config.mqtt_addr()?;
+    let edge = match mqtt {
+        Some(addr) => {
+            let edge = doppel_runtime::edge::start(node.state.clone(), addr).await?;
+            println!(
+                "devices: mqtt://{} (MQTT 3.1.1/5, Azure IoT Hub topics; user name <tenant>.doppel/<device id>/?api-version=2021-04-12, password a SAS token)",
+                edge.server.local_addr()
+            );
+            Some(edge)
+        }
+        None => None,
+    };
     println!(
         "doppel {} serving {scheme}://{bound} (data in {})",
         env!("CARGO_PKG_VERSION"),
@@ -179,6 +203,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let storage = node.state.storage.clone();
     server::serve(node, listener, shutdown_signal()).await?;
+    if let Some(edge) = edge {
+        edge.server.shutdown().await;
+    }
     storage.flush()?;
     println!("doppel stopped cleanly");
     Ok(())

@@ -120,6 +120,10 @@ impl Node {
         if !extra.contains(&"--http") {
             args.extend(["--http".into(), "127.0.0.1:0".into()]);
         }
+        // Nodes run side by side: never the fixed default MQTT port.
+        if !extra.contains(&"--mqtt") && !extra.contains(&"--no-mqtt") {
+            args.extend(["--mqtt".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut node = Node {
             root,
@@ -134,6 +138,14 @@ impl Node {
         };
         node.spawn()?;
         Ok(node)
+    }
+
+    /// The `host:port` of the node's MQTT listener, from its `mqtt://…` banner line.
+    pub fn mqtt_addr(&self) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            let rest = l.split("mqtt://").nth(1)?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -594,6 +606,66 @@ pub async fn visible_state(api: &Api) -> Value {
     }
     let (tokens, _) = api.get_all("/tokens").await.expect("tokens");
     serde_json::json!({"models": models, "twins": twins, "relationships": rels, "tokens": tokens})
+}
+
+/// An open SSE stream, parsed into (event type, JSON data) pairs.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    pub async fn open(node: &Node, path: &str, token: &str) -> EventStream {
+        let api = node.api_with(Some(token));
+        let resp = api
+            .request(Method::GET, path)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("open stream");
+        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
+        EventStream {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event, or panics after `within`.
+    pub async fn next(&mut self, within: Duration) -> (String, Value) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut kind = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                // Keep-alive comments carry no event.
+                if let Some(kind) = kind {
+                    return (
+                        kind,
+                        serde_json::from_str::<Value>(&data).expect("event data is JSON"),
+                    );
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within {within:?}");
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) => panic!("stream ended"),
+                Ok(Err(e)) => panic!("stream failed: {e}"),
+                Err(_) => panic!("no event within {within:?}"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

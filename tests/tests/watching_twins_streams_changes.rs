@@ -3,72 +3,12 @@
 //! (`/events`, filtered by twin, model or type). Rejected writes produce no event, and
 //! another tenant's changes never appear.
 
-use doppel_tests::{interface, Node};
-use reqwest::{Method, StatusCode};
+use doppel_tests::{interface, EventStream, Node};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MACHINE: &str = "dtmi:doppel:test:watch:Machine;1";
-
-/// An open SSE stream, parsed into (event type, JSON data) pairs.
-struct Events {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl Events {
-    async fn open(node: &Node, path: &str, token: &str) -> Events {
-        let api = node.api_with(Some(token));
-        let resp = api
-            .request(Method::GET, path)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .expect("open stream");
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
-        Events {
-            resp,
-            buf: String::new(),
-        }
-    }
-
-    /// The next event, or panics after `within`.
-    async fn next(&mut self, within: Duration) -> (String, Value) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut kind = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        kind = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                // Keep-alive comments carry no event.
-                if let Some(kind) = kind {
-                    return (
-                        kind,
-                        serde_json::from_str(&data).expect("event data is JSON"),
-                    );
-                }
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no event within {within:?}");
-            match tokio::time::timeout(left, self.resp.chunk()).await {
-                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(Ok(None)) => panic!("stream ended"),
-                Ok(Err(e)) => panic!("stream failed: {e}"),
-                Err(_) => panic!("no event within {within:?}"),
-            }
-        }
-    }
-}
 
 fn model() -> Value {
     json!([interface(
@@ -92,7 +32,7 @@ async fn a_twin_stream_delivers_its_durable_changes_in_order_and_nothing_else() 
             .unwrap();
     }
     let token = api.token.clone().unwrap();
-    let mut events = Events::open(&node, "/digitaltwins/m1/events", &token).await;
+    let mut events = EventStream::open(&node, "/digitaltwins/m1/events", &token).await;
 
     // A rejected patch (wrong type) and a change of another twin: no event here.
     api.patch(
@@ -162,13 +102,13 @@ async fn the_tenant_stream_filters_by_type_and_never_shows_other_tenants() {
     acme.upload_models(&model()).await.unwrap();
 
     let token = api.token.clone().unwrap();
-    let mut creates = Events::open(
+    let mut creates = EventStream::open(
         &node,
         "/events?type=Microsoft.DigitalTwins.Twin.Create",
         &token,
     )
     .await;
-    let mut acme_all = Events::open(&node, "/events", &acme_token).await;
+    let mut acme_all = EventStream::open(&node, "/events", &acme_token).await;
 
     acme.put_twin(
         "m1",

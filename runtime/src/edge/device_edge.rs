@@ -1,0 +1,293 @@
+//! [`DeviceEdge`]: doppel's answer to everything a device says over MQTT.
+//!
+//! - CONNECT: the user name is IoT Hub's `{hub}/{deviceId}/?api-version=…`; the first
+//!   DNS label of `{hub}` names the tenant (`default.doppel.local` → `default`); the
+//!   password is a SAS token signed with one of the device's two keys; the client id
+//!   must be the device id. Unknown device or bad token → "bad credentials"; a
+//!   disabled device → "not authorized".
+//! - PUBLISH telemetry (`devices/{id}/messages/events/…`) → `RecordTelemetry`;
+//!   reported properties (`$iothub/twin/PATCH/properties/reported/?$rid=`) →
+//!   `ReportProperties`; twin GET → the device twin document. The PUBACK goes out only
+//!   after the command is durable (the commit thread's fsync), which is the device's
+//!   back-pressure. A payload that breaks the model is refused with its reason
+//!   (MQTT 5: PUBACK 0x99 + reason string) and counted; the connection survives.
+//! - SUBSCRIBE: only the device's own IoT Hub topics.
+
+use super::device_twin::device_twin;
+use crate::server::AppState;
+use bytes::Bytes;
+use doppel_cluster::ProposeError;
+use doppel_protocols::edge::{
+    BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
+    EdgeHandler, PublishReason, PublishRefusal, Qos, SubscribeRefusal,
+};
+use doppel_protocols::iothub::{self, DeviceTopic, IotHubUsername};
+use doppel_protocols::registry::ConnectionRegistry;
+use doppel_protocols::sas;
+use doppel_twins::keys::shard_of;
+use doppel_twins::{load_device, load_twin, Command, DeviceStatus, ErrorKind, Outcome};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Counters for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub refused_connects: AtomicU64,
+}
+
+pub struct DeviceEdge {
+    pub(super) state: AppState,
+    /// Set once the server is bound (the server needs the handler first).
+    pub(super) registry: OnceLock<ConnectionRegistry>,
+    pub stats: Arc<EdgeStats>,
+}
+
+/// The tenant a hub host name stands for: its first DNS label.
+pub fn tenant_of_hub(hub: &str) -> &str {
+    hub.split('.').next().unwrap_or(hub)
+}
+
+fn refusal(e: ProposeError) -> PublishRefusal {
+    match e {
+        ProposeError::Rejected(e) if e.kind() == ErrorKind::Invalid => {
+            PublishRefusal::new(PublishReason::PayloadFormatInvalid, e.to_string())
+        }
+        ProposeError::Rejected(e) => {
+            PublishRefusal::new(PublishReason::ImplementationSpecificError, e.to_string())
+        }
+        ProposeError::Overloaded => PublishRefusal::new(
+            PublishReason::QuotaExceeded,
+            "the node is overloaded; retry",
+        ),
+        ProposeError::StorageFailed(m) => PublishRefusal::new(PublishReason::UnspecifiedError, m),
+    }
+}
+
+impl DeviceEdge {
+    fn now_unix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn authenticate_sync(&self, info: &ConnectInfo) -> Result<DeviceSession, ConnectRefusal> {
+        let username = info
+            .username
+            .as_deref()
+            .and_then(IotHubUsername::parse)
+            .ok_or(ConnectRefusal::BadCredentials)?;
+        if username.module_id.is_some() {
+            return Err(ConnectRefusal::BadCredentials);
+        }
+        if info.client_id != username.device_id {
+            return Err(ConnectRefusal::BadClientId);
+        }
+        let tenant = tenant_of_hub(&username.hub);
+        if doppel_twins::ids::check_tenant(tenant).is_err() {
+            return Err(ConnectRefusal::BadCredentials);
+        }
+        let id = &username.device_id;
+        let shard = shard_of(tenant, id, self.state.shard_count);
+        let device = load_device(&self.state.storage, shard, tenant, id)
+            .map_err(|_| ConnectRefusal::ServerUnavailable)?
+            .ok_or(ConnectRefusal::BadCredentials)?;
+        let token = info
+            .password
+            .as_deref()
+            .ok_or(ConnectRefusal::BadCredentials)?;
+        let now = Self::now_unix();
+        let valid = [&device.primary_key, &device.secondary_key]
+            .iter()
+            .any(|key| sas::verify_device_token(token, id, key, now).is_ok());
+        if !valid {
+            return Err(ConnectRefusal::BadCredentials);
+        }
+        // Checked after the credentials, so a stranger learns nothing about the device.
+        if device.status == DeviceStatus::Disabled {
+            return Err(ConnectRefusal::NotAuthorized);
+        }
+        Ok(DeviceSession {
+            key: DeviceKey::new(tenant, id.clone()),
+            twin_id: id.clone(),
+            client_id: info.client_id.clone(),
+            protocol: info.protocol,
+        })
+    }
+
+    fn reply(&self, session: &DeviceSession, topic: String, body: &serde_json::Value) {
+        let Some(registry) = self.registry.get() else {
+            return;
+        };
+        let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        if let Err(e) = registry.send(&session.key, &topic, payload, Qos::AtMostOnce) {
+            tracing::debug!(device = %session.key, error = %e, "twin response not delivered");
+        }
+    }
+
+    async fn handle_publish(
+        &self,
+        session: &DeviceSession,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), PublishRefusal> {
+        let tenant = session.key.tenant.clone();
+        let twin_id = session.twin_id.clone();
+        let parsed = iothub::parse_device_topic(&session.key.device_id, topic).map_err(|e| {
+            let code = match e {
+                iothub::TopicError::OtherDevice { .. } => PublishReason::NotAuthorized,
+                _ => PublishReason::TopicNameInvalid,
+            };
+            PublishRefusal::new(code, e.to_string())
+        })?;
+        let json = |payload: &Bytes| -> Result<serde_json::Value, PublishRefusal> {
+            serde_json::from_slice(payload).map_err(|e| {
+                PublishRefusal::new(
+                    PublishReason::PayloadFormatInvalid,
+                    format!("the payload is not JSON: {e}"),
+                )
+            })
+        };
+        match parsed {
+            DeviceTopic::Telemetry { properties } => {
+                let body = json(&payload)?;
+                let source_time = properties
+                    .iter()
+                    .find(|(k, _)| k == "iothub-creation-time-utc")
+                    .map(|(_, v)| v.clone());
+                let cmd = Command::RecordTelemetry {
+                    tenant,
+                    twin_id,
+                    body,
+                    source_time,
+                };
+                self.state.proposer.propose(cmd).await.map_err(refusal)?;
+            }
+            DeviceTopic::TwinPatchReported { rid } => {
+                let reported = json(&payload)?;
+                let cmd = Command::ReportProperties {
+                    tenant,
+                    twin_id,
+                    reported,
+                };
+                match self.state.proposer.propose(cmd).await {
+                    Ok(Outcome::Twin { twin, .. }) => self.reply(
+                        session,
+                        iothub::twin_response_topic(204, &rid, Some(twin.desired_version)),
+                        &serde_json::Value::Null,
+                    ),
+                    Ok(_) => {}
+                    Err(ProposeError::Rejected(e)) if e.kind() == ErrorKind::Invalid => {
+                        // IoT Hub answers on the response topic; the publish itself was
+                        // taken (and is counted as rejected).
+                        self.reply(
+                            session,
+                            iothub::twin_response_topic(400, &rid, None),
+                            &serde_json::json!({"code": e.code(), "message": e.to_string()}),
+                        );
+                        return Err(PublishRefusal::new(
+                            PublishReason::PayloadFormatInvalid,
+                            e.to_string(),
+                        ));
+                    }
+                    Err(e) => return Err(refusal(e)),
+                }
+            }
+            DeviceTopic::TwinGet { rid } => {
+                let shard = shard_of(&tenant, &twin_id, self.state.shard_count);
+                let twin =
+                    load_twin(&self.state.storage, shard, &tenant, &twin_id).map_err(|e| {
+                        PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())
+                    })?;
+                match twin {
+                    Some(t) => self.reply(
+                        session,
+                        iothub::twin_response_topic(200, &rid, Some(t.desired_version)),
+                        &device_twin(&t),
+                    ),
+                    None => self.reply(
+                        session,
+                        iothub::twin_response_topic(404, &rid, None),
+                        &serde_json::json!({"code": "DigitalTwinNotFound"}),
+                    ),
+                }
+            }
+            DeviceTopic::MethodResponse { status, rid } => {
+                // Direct-method calls from apps come with the commands API; until then
+                // a response has nobody waiting for it.
+                tracing::debug!(device = %session.key, status, rid, "method response with no pending call");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EdgeHandler for DeviceEdge {
+    fn authenticate<'a>(
+        &'a self,
+        info: &'a ConnectInfo,
+    ) -> BoxFuture<'a, Result<DeviceSession, ConnectRefusal>> {
+        Box::pin(async move {
+            let r = self.authenticate_sync(info);
+            if let Err(e) = &r {
+                self.stats.refused_connects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client_id = %info.client_id, peer = %info.peer_addr, reason = %e, "device connection refused");
+            }
+            r
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        session: &'a DeviceSession,
+        topic: &'a str,
+        payload: Bytes,
+        _qos: Qos,
+    ) -> BoxFuture<'a, Result<(), PublishRefusal>> {
+        Box::pin(async move {
+            let r = self.handle_publish(session, topic, payload).await;
+            match &r {
+                Ok(()) => self.stats.accepted.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::info!(device = %session.key, topic, reason = %e.message, "device message rejected");
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            r
+        })
+    }
+
+    fn authorize_subscribe<'a>(
+        &'a self,
+        session: &'a DeviceSession,
+        filter: &'a str,
+    ) -> BoxFuture<'a, Result<(), SubscribeRefusal>> {
+        Box::pin(async move {
+            if iothub::subscription_allowed(&session.key.device_id, filter) {
+                let desired = iothub::desired_update_topic(1);
+                if doppel_protocols::registry::topic_matches(&desired, filter) {
+                    if let Some(registry) = self.registry.get() {
+                        super::deliver_pending_on_subscribe(
+                            self.state.clone(),
+                            registry.clone(),
+                            session.key.clone(),
+                        );
+                    }
+                }
+                Ok(())
+            } else {
+                Err(SubscribeRefusal::NotAuthorized)
+            }
+        })
+    }
+
+    fn connected(&self, session: &DeviceSession) {
+        tracing::info!(device = %session.key, protocol = ?session.protocol, "device connected");
+    }
+
+    fn disconnected(&self, session: &DeviceSession, reason: DisconnectReason) {
+        tracing::info!(device = %session.key, ?reason, "device disconnected");
+    }
+}
