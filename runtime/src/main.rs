@@ -42,6 +42,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: doppel_runtime::client::RelCmd,
     },
+    /// Manage devices bound to twins, and make their MQTT credentials.
+    Devices {
+        #[command(flatten)]
+        opts: doppel_runtime::client::ClientOpts,
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::DevicesCmd,
+    },
     /// Create, list and revoke API tokens.
     Tokens {
         #[command(flatten)]
@@ -140,6 +147,7 @@ fn main() {
             Cmd::Twins { opts, cmd } => doppel_runtime::client::run_twins(&opts, cmd).await,
             Cmd::Rel { opts, cmd } => doppel_runtime::client::run_rel(&opts, cmd).await,
             Cmd::Tokens { opts, cmd } => doppel_runtime::client::run_tokens(&opts, cmd).await,
+            Cmd::Devices { opts, cmd } => doppel_runtime::client::run_devices(&opts, cmd).await,
             Cmd::Bench(cmd) => doppel_runtime::bench::run(cmd).await.map(|()| 0),
         };
         result.unwrap_or_else(|e| {

@@ -23,6 +23,7 @@
 
 mod body_input;
 mod credentials;
+mod devices;
 mod error;
 mod http;
 mod models;
@@ -34,6 +35,7 @@ mod tokens;
 mod twins;
 
 pub use body_input::BodyArgs;
+pub use devices::{run_devices, DevicesCmd};
 pub use error::ClientError;
 pub use models::{run_models, ModelsCmd};
 pub use relationships::{run_rel, RelCmd};
