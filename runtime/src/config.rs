@@ -31,6 +31,15 @@ pub struct NodeConfig {
     /// Most commands committed in one fsynced group.
     pub max_commit_batch: usize,
     pub block_cache_mb: usize,
+    /// A twin actor idle this long is passivated (its state stays on disk).
+    pub twin_idle_passivate_ms: u64,
+    /// Requests in flight per twin actor; more get 429 + Retry-After, never a queue.
+    pub twin_mailbox_limit: u32,
+    /// More than this many twin-actor failures of one tenant within
+    /// `tenant_restart_window_ms` suspend the tenant for `tenant_suspend_ms` (503).
+    pub tenant_max_restarts: u32,
+    pub tenant_restart_window_ms: u64,
+    pub tenant_suspend_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -49,6 +58,11 @@ impl Default for NodeConfig {
             write_queue: 10_000,
             max_commit_batch: 512,
             block_cache_mb: 64,
+            twin_idle_passivate_ms: 60_000,
+            twin_mailbox_limit: 1000,
+            tenant_max_restarts: 10,
+            tenant_restart_window_ms: 10_000,
+            tenant_suspend_ms: 30_000,
         }
     }
 }
@@ -120,7 +134,37 @@ impl NodeConfig {
         if self.write_queue == 0 || self.max_commit_batch == 0 {
             anyhow::bail!("write_queue and max_commit_batch must be positive");
         }
+        for (key, value) in [
+            ("twin_idle_passivate_ms", self.twin_idle_passivate_ms),
+            ("twin_mailbox_limit", self.twin_mailbox_limit.into()),
+            ("tenant_restart_window_ms", self.tenant_restart_window_ms),
+            ("tenant_suspend_ms", self.tenant_suspend_ms),
+        ] {
+            if value == 0 {
+                anyhow::bail!("{key}: must be positive");
+            }
+        }
+        if self.twin_mailbox_limit > 1_000_000 {
+            anyhow::bail!(
+                "twin_mailbox_limit: {} is too large (maximum 1000000)",
+                self.twin_mailbox_limit
+            );
+        }
         Ok(addr)
+    }
+
+    /// The actor runtime's settings, in typed units.
+    pub fn actor_settings(&self) -> crate::actors::ActorSettings {
+        use std::time::Duration;
+        crate::actors::ActorSettings {
+            idle_passivate: Duration::from_millis(self.twin_idle_passivate_ms),
+            mailbox_limit: self.twin_mailbox_limit,
+            intensity: crate::actors::IntensityLimit {
+                max_restarts: self.tenant_max_restarts,
+                window: Duration::from_millis(self.tenant_restart_window_ms),
+                cool_off: Duration::from_millis(self.tenant_suspend_ms),
+            },
+        }
     }
 }
 
@@ -151,6 +195,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("htp"), "{err}");
+    }
+
+    #[test]
+    fn actor_keys_are_checked_and_named() {
+        let c = NodeConfig {
+            twin_mailbox_limit: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("twin_mailbox_limit"));
+        let c: NodeConfig = toml::from_str("twin_idle_passivate_ms = 5").unwrap();
+        assert_eq!(
+            c.actor_settings().idle_passivate,
+            std::time::Duration::from_millis(5)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! doppel-runtime: the doppel node (REST API, auth, bootstrap) and the `doppel` CLI.
 
+pub mod actors;
 pub mod bench;
 pub mod client;
 pub mod config;

@@ -2,6 +2,7 @@
 //!
 //! Every error body has Azure Digital Twins' shape: `{"error":{"code","message"}}`.
 
+use crate::actors::ActorError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use doppel_cluster::ProposeError;
@@ -80,6 +81,49 @@ impl From<ProposeError> for ApiError {
                     e.to_string(),
                 )
             }
+        }
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        match e {
+            ActorError::Propose(e) => e.into(),
+            ActorError::TenantSuspended { retry_after_s, .. } => ApiError {
+                retry_after_s: Some(retry_after_s),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TenantSuspended",
+                    e.to_string(),
+                )
+            },
+            ActorError::TwinOverloaded { .. } => ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    e.to_string(),
+                )
+            },
+            ActorError::TwinFailed { .. } => {
+                tracing::error!(error = %e, "twin actor failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "TwinActorFailed",
+                    e.to_string(),
+                )
+            }
+            ActorError::ActivationFailed { .. } | ActorError::NotATwinCommand { .. } => {
+                ApiError::internal(e.to_string())
+            }
+            ActorError::Unavailable(_) => ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            },
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  request ─▶ Caller (auth) ─▶ handler ─┬─ read:  Storage (StateRead) ─▶ JSON
-//!                                       └─ write: Command ─▶ Proposer ─▶ fsync ─▶ JSON
+//!                                       ├─ write: Command ─▶ Proposer ─▶ fsync ─▶ JSON
+//!                                       └─ twin write: Command ─▶ twin actor ─▶ Proposer ─▶ …
 //! ```
 //!
 //! Handlers never change state themselves: every change is a `doppel_twins::Command`
@@ -22,6 +23,7 @@ mod relationships_api;
 mod tokens_api;
 mod twins_api;
 
+use crate::actors::TwinActors;
 use crate::config::NodeConfig;
 use axum::routing::get;
 use axum::Router;
@@ -34,6 +36,8 @@ pub use bootstrap::ADMIN_TOKEN_FILE;
 pub struct AppState {
     pub storage: Storage,
     pub proposer: Proposer,
+    /// The twin actors; twin write handlers go through them (see `crate::actors`).
+    pub twins: TwinActors,
     pub config: Arc<NodeConfig>,
     pub shard_count: u32,
     pub tls: bool,
@@ -62,9 +66,17 @@ impl Node {
             config.write_queue,
             config.max_commit_batch,
         );
+        let twins = TwinActors::start(
+            storage.clone(),
+            proposer.clone(),
+            config.shard_count,
+            config.actor_settings(),
+        )
+        .await?;
         let state = AppState {
             storage,
             proposer,
+            twins,
             shard_count: config.shard_count,
             tls: config.tls_cert.is_some(),
             config: Arc::new(config),

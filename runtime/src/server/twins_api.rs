@@ -1,5 +1,8 @@
 //! `/digitaltwins/{id}`: create/replace, read, JSON-Patch, delete twins; publish
 //! telemetry; list a tenant's twins (a doppel extension; ADT lists through queries).
+//!
+//! Writes go through the twin's actor ([`crate::actors::TwinActors`]); reads come
+//! straight from committed storage.
 
 use super::api_error::{ApiError, ApiResult};
 use super::auth::Caller;
@@ -95,7 +98,7 @@ async fn put_twin(
         body,
         condition,
     };
-    match st.proposer.propose(cmd).await? {
+    match st.twins.execute(cmd).await? {
         Outcome::Twin { twin, .. } => Ok(twin_response(&twin)),
         _ => Err(ApiError::internal("unexpected outcome of a twin PUT")),
     }
@@ -116,7 +119,7 @@ async fn patch_twin(
         patch,
         condition,
     };
-    match st.proposer.propose(cmd).await? {
+    match st.twins.execute(cmd).await? {
         Outcome::Twin { twin, .. } => Ok(with_etag(
             StatusCode::NO_CONTENT.into_response(),
             &twin.etag,
@@ -133,8 +136,8 @@ async fn delete_twin(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Writer)?;
     let condition = condition(&headers)?;
-    st.proposer
-        .propose(Command::DeleteTwin {
+    st.twins
+        .execute(Command::DeleteTwin {
             tenant: caller.tenant().to_owned(),
             twin_id: id,
             condition,
@@ -168,7 +171,7 @@ async fn telemetry(
         body,
         source_time,
     };
-    st.proposer.propose(cmd).await?;
+    st.twins.execute(cmd).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
