@@ -178,6 +178,21 @@ async fn a_plug_and_play_device_round_trips_telemetry_reported_and_desired_state
     let gone = dev.expect("disconnected");
     assert_eq!(gone["rc"], 0x98, "administrative action");
     assert!(gone["after_s"].as_f64().unwrap() < 2.0, "{gone}");
+    doppel_tests::wait_until(
+        "the twin shows the device disconnected",
+        Duration::from_secs(10),
+        || async {
+            let twin = api.get("/digitaltwins/pump-1").await.unwrap().body;
+            twin["$metadata"]["$connection"]["state"] == "disconnected"
+        },
+    )
+    .await
+    .unwrap();
+    let c = &api.get("/digitaltwins/pump-1").await.unwrap().body["$metadata"]["$connection"];
+    assert!(
+        c["lastDisconnectTime"].as_str() >= c["lastConnectTime"].as_str(),
+        "{c}"
+    );
 }
 
 fn mosquitto_pub(

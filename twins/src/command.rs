@@ -104,6 +104,14 @@ pub enum Command {
         twin_id: String,
         reported: Value,
     },
+    /// The bound device connected or disconnected. `last_activity` is when it was
+    /// last heard from (for a disconnect: its last message), defaulting to the stamp.
+    SetConnection {
+        tenant: String,
+        twin_id: String,
+        connected: bool,
+        last_activity: Option<String>,
+    },
     /// Create or update the device bound to twin `device_id`.
     PutDevice {
         tenant: String,
@@ -142,7 +150,8 @@ impl Command {
             | Command::RecordTelemetry { tenant, .. }
             | Command::PutDevice { tenant, .. }
             | Command::DeleteDevice { tenant, .. }
-            | Command::ReportProperties { tenant, .. } => tenant,
+            | Command::ReportProperties { tenant, .. }
+            | Command::SetConnection { tenant, .. } => tenant,
             Command::PutToken { token } => &token.tenant,
         }
     }
@@ -170,6 +179,9 @@ impl Command {
                 tenant, twin_id, ..
             }
             | Command::ReportProperties {
+                tenant, twin_id, ..
+            }
+            | Command::SetConnection {
                 tenant, twin_id, ..
             } => shard_of(tenant, twin_id, shard_count),
             Command::PutRelationship { tenant, source, .. }

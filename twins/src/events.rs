@@ -22,6 +22,8 @@ pub const TELEMETRY: &str = "Microsoft.DigitalTwins.Telemetry";
 pub const DEVICE_CREATE: &str = "doppel.Device.Create";
 pub const DEVICE_UPDATE: &str = "doppel.Device.Update";
 pub const DEVICE_DELETE: &str = "doppel.Device.Delete";
+pub const DEVICE_CONNECTED: &str = "doppel.Device.Connected";
+pub const DEVICE_DISCONNECTED: &str = "doppel.Device.Disconnected";
 
 /// One committed change of a twin (or of one of its relationships).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +185,7 @@ mod tests {
             root: Default::default(),
             components: Default::default(),
             desired_version: 0,
+            connection: None,
         }
     }
 

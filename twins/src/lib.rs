@@ -29,4 +29,4 @@ pub use relationship::RelationshipRecord;
 pub use state_machine::{load_device, load_relationship, load_twin, StateMachine};
 pub use store::{Entry, MemState, Overlay, StateRead, StoreError, Write};
 pub use tenancy::{Role, TenantRecord, TokenRecord};
-pub use twin::{PropertyBag, PropertyMeta, TwinRecord};
+pub use twin::{Connection, PropertyBag, PropertyMeta, TwinRecord};

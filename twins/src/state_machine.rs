@@ -24,7 +24,7 @@ use crate::models::{self, ModelCache, ModelRecord, StoredModels};
 use crate::relationship::RelationshipRecord;
 use crate::store::{Overlay, StateRead};
 use crate::tenancy::{TenantRecord, TokenRecord};
-use crate::twin::{PropertyBag, PropertyMeta, TwinRecord};
+use crate::twin::{Connection, PropertyBag, PropertyMeta, TwinRecord};
 use doppel_schemas::{parse_batch, validate_value, InterfaceModel, ParseOptions, PropertyDef};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -144,6 +144,43 @@ impl StateMachine {
                 check_condition(Some(&existing.etag), condition, "relationship")?;
                 self.remove_relationship(out, tenant, &existing);
                 Ok(Outcome::Done)
+            }
+            Command::SetConnection {
+                tenant,
+                twin_id,
+                connected,
+                last_activity,
+            } => {
+                let (shard, mut twin) =
+                    self.existing_twin(out, tenant, twin_id, &Condition::Always)?;
+                let now = stamp.now.clone();
+                let old = twin.connection.take();
+                let mut c = old.unwrap_or(Connection {
+                    connected: false,
+                    last_connect_time: None,
+                    last_disconnect_time: None,
+                    last_activity_time: now.clone(),
+                });
+                c.connected = *connected;
+                if *connected {
+                    c.last_connect_time = Some(now.clone());
+                } else {
+                    c.last_disconnect_time = Some(now.clone());
+                }
+                c.last_activity_time = last_activity.clone().unwrap_or(now);
+                twin.connection = Some(c);
+                // Connection metadata is not model content: the etag stays, so an app's
+                // If-Match is not broken by a device reconnecting.
+                out.put(
+                    Family::Twins,
+                    keys::twin(shard, tenant, twin_id),
+                    encode(&twin),
+                );
+                Ok(Outcome::Twin {
+                    twin,
+                    created: false,
+                    changed: true,
+                })
             }
             Command::ReportProperties {
                 tenant,
@@ -430,6 +467,8 @@ impl StateMachine {
             desired_version,
             root,
             components,
+            // A replaced twin still has its device's connection history.
+            connection: existing.as_ref().and_then(|t| t.connection.clone()),
         };
         if let Some(old) = &existing {
             if old.model != twin.model {

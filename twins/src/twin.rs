@@ -38,6 +38,30 @@ pub struct TwinRecord {
     pub root: PropertyBag,
     #[serde(default)]
     pub components: BTreeMap<String, PropertyBag>,
+    /// The bound device's connection, once it has ever connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+}
+
+/// A device's connection state, kept on its twin (`$metadata.$connection`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub connected: bool,
+    pub last_connect_time: Option<String>,
+    pub last_disconnect_time: Option<String>,
+    /// The last time the device was heard from (connect, message, disconnect).
+    pub last_activity_time: String,
+}
+
+impl Connection {
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "state": if self.connected { "connected" } else { "disconnected" },
+            "lastConnectTime": self.last_connect_time,
+            "lastDisconnectTime": self.last_disconnect_time,
+            "lastActivityTime": self.last_activity_time,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -119,6 +143,9 @@ impl TwinRecord {
         out.insert("$etag".into(), Value::String(self.etag.clone()));
         let mut metadata = Map::new();
         metadata.insert("$model".into(), Value::String(self.model.clone()));
+        if let Some(c) = &self.connection {
+            metadata.insert("$connection".into(), c.to_json());
+        }
         metadata.insert(
             "$lastUpdateTime".into(),
             Value::String(self.last_update_time.clone()),

@@ -2386,3 +2386,40 @@ fn a_null_report_clears_the_value() {
     let twin = twin_of(w.ok(report("d1", json!({"serial": null}))));
     assert!(!twin.root.values.contains_key("serial"));
 }
+
+#[test]
+fn connection_state_is_kept_on_the_twin_without_changing_its_etag() {
+    let mut w = plant();
+    let etag = w.twin("d1").etag;
+    let set = |connected, last: Option<&str>| Command::SetConnection {
+        tenant: TENANT.into(),
+        twin_id: "d1".into(),
+        connected,
+        last_activity: last.map(str::to_owned),
+    };
+    let twin = twin_of(w.ok(set(true, None)));
+    let c = twin.connection.clone().expect("connection recorded");
+    assert!(c.connected);
+    assert_eq!(
+        twin.etag, etag,
+        "connection metadata does not break If-Match"
+    );
+    assert_eq!(
+        twin.to_json()["$metadata"]["$connection"]["state"],
+        "connected"
+    );
+    let twin = twin_of(w.ok(set(false, Some("2030-01-01T00:00:00Z"))));
+    let c = twin.connection.expect("still recorded");
+    assert!(!c.connected);
+    assert_eq!(c.last_activity_time, "2030-01-01T00:00:00Z");
+    assert!(c.last_connect_time.is_some() && c.last_disconnect_time.is_some());
+    w.err_no_writes(
+        Command::SetConnection {
+            tenant: TENANT.into(),
+            twin_id: "ghost".into(),
+            connected: true,
+            last_activity: None,
+        },
+        "DigitalTwinNotFound",
+    );
+}

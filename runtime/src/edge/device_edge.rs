@@ -37,8 +37,21 @@ pub struct EdgeStats {
     pub refused_connects: AtomicU64,
 }
 
+/// A change of a device's connection, recorded on its twin in arrival order.
+pub(super) struct ConnectionChange {
+    pub key: DeviceKey,
+    pub connected: bool,
+    pub last_activity: Option<String>,
+}
+
 pub struct DeviceEdge {
     pub(super) state: AppState,
+    /// Connection changes, applied one after another by a single task (so a quick
+    /// connect/disconnect pair can never land in the wrong order).
+    pub(super) connections: tokio::sync::mpsc::Sender<ConnectionChange>,
+    /// When each connected device was last heard from (kept in memory; written to the
+    /// twin when it disconnects, so telemetry costs no extra write).
+    pub(super) last_activity: std::sync::Mutex<std::collections::HashMap<DeviceKey, String>>,
     /// Set once the server is bound (the server needs the handler first).
     pub(super) registry: OnceLock<ConnectionRegistry>,
     pub stats: Arc<EdgeStats>,
@@ -127,12 +140,30 @@ impl DeviceEdge {
         }
     }
 
+    fn now_rfc3339() -> String {
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    fn record_connection(&self, key: &DeviceKey, connected: bool, last_activity: Option<String>) {
+        let change = ConnectionChange {
+            key: key.clone(),
+            connected,
+            last_activity,
+        };
+        if self.connections.try_send(change).is_err() {
+            tracing::warn!(device = %key, connected, "connection-state queue full; change not recorded");
+        }
+    }
+
     async fn handle_publish(
         &self,
         session: &DeviceSession,
         topic: &str,
         payload: Bytes,
     ) -> Result<(), PublishRefusal> {
+        if let Ok(mut seen) = self.last_activity.lock() {
+            seen.insert(session.key.clone(), Self::now_rfc3339());
+        }
         let tenant = session.key.tenant.clone();
         let twin_id = session.twin_id.clone();
         let parsed = iothub::parse_device_topic(&session.key.device_id, topic).map_err(|e| {
@@ -285,9 +316,24 @@ impl EdgeHandler for DeviceEdge {
 
     fn connected(&self, session: &DeviceSession) {
         tracing::info!(device = %session.key, protocol = ?session.protocol, "device connected");
+        self.record_connection(&session.key, true, None);
     }
 
     fn disconnected(&self, session: &DeviceSession, reason: DisconnectReason) {
         tracing::info!(device = %session.key, ?reason, "device disconnected");
+        let last = self
+            .last_activity
+            .lock()
+            .ok()
+            .and_then(|mut seen| seen.remove(&session.key));
+        // A session taken over by a newer connection of the same device: the device
+        // is still connected, so there is nothing to record.
+        let still_connected = self
+            .registry
+            .get()
+            .is_some_and(|r| r.is_connected(&session.key));
+        if !still_connected {
+            self.record_connection(&session.key, false, last);
+        }
     }
 }

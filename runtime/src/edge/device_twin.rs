@@ -148,6 +148,7 @@ mod tests {
             root,
             components: [("motor".to_string(), motor)].into_iter().collect(),
             desired_version: 5,
+            connection: None,
         }
     }
 

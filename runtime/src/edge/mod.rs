@@ -11,7 +11,9 @@
 //! new desired values go to the connected device on
 //! `$iothub/twin/PATCH/properties/desired/?$version=N`; when a device (re)subscribes
 //! there, every desired value it has not acknowledged yet is delivered; when a device
-//! is disabled or deleted, its connection is cut at once.
+//! is disabled or deleted, its connection is cut at once. Connects and disconnects
+//! are recorded on the twin (`$metadata.$connection`) and announced as
+//! `doppel.Device.Connected` / `doppel.Device.Disconnected` events.
 
 mod device_edge;
 pub mod device_twin;
@@ -42,8 +44,12 @@ pub struct Edge {
 /// Binds the MQTT listener and starts following change events.
 pub async fn start(state: AppState, bind: SocketAddr) -> anyhow::Result<Edge> {
     let stats = Arc::new(EdgeStats::default());
+    let (connections, changes) = tokio::sync::mpsc::channel(10_000);
+    tokio::spawn(record_connections(state.clone(), changes));
     let handler = Arc::new(DeviceEdge {
         state: state.clone(),
+        connections,
+        last_activity: Default::default(),
         registry: OnceLock::new(),
         stats: stats.clone(),
     });
@@ -58,6 +64,24 @@ pub async fn start(state: AppState, bind: SocketAddr) -> anyhow::Result<Edge> {
     let _ = handler.registry.set(registry.clone());
     tokio::spawn(follow_changes(state, registry));
     Ok(Edge { server, stats })
+}
+
+/// Writes connection changes to the devices' twins, in the order they happened.
+async fn record_connections(
+    state: AppState,
+    mut changes: tokio::sync::mpsc::Receiver<device_edge::ConnectionChange>,
+) {
+    while let Some(c) = changes.recv().await {
+        let cmd = doppel_twins::Command::SetConnection {
+            tenant: c.key.tenant.clone(),
+            twin_id: c.key.device_id.clone(),
+            connected: c.connected,
+            last_activity: c.last_activity,
+        };
+        if let Err(e) = state.proposer.propose(cmd).await {
+            tracing::warn!(device = %c.key, error = %e, "connection state not recorded");
+        }
+    }
 }
 
 /// Sends `body` to `device` on the desired-properties topic.
