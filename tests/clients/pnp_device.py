@@ -52,7 +52,19 @@ def main():
     c.on_connect = lambda _c, _u, _f, rc, _p: events.put(("connack", rc.value))
     c.on_subscribe = lambda _c, _u, mid, rcs, _p: events.put(("suback", [r.value for r in rcs]))
     c.on_publish = lambda _c, _u, mid, rc, _p: events.put(("puback", (mid, rc.value)))
-    c.on_message = lambda _c, _u, msg: events.put(("message", (msg.topic, msg.payload)))
+    def on_message(client, _u, msg):
+        # Direct methods are answered at once, whatever the main flow is doing:
+        # "reboot" answers "rebooting in N s"; "hang" is never answered.
+        if msg.topic.startswith("$iothub/methods/POST/"):
+            name = msg.topic.split("/")[3]
+            rid = msg.topic.split("$rid=")[1]
+            if name == "reboot":
+                delay = json.loads(msg.payload)
+                client.publish(f"$iothub/methods/res/200/?$rid={rid}", json.dumps(f"rebooting in {delay} s"), qos=0)
+            return
+        events.put(("message", (msg.topic, msg.payload)))
+
+    c.on_message = on_message
     c.on_disconnect = lambda _c, _u, _f, rc, _p: events.put(("disconnect", rc.value))
 
     def wait(kind, pred=lambda v: True):
@@ -78,7 +90,7 @@ def main():
     if rc != 0:
         say(step="refused", rc=rc)
         return
-    c.subscribe([("$iothub/twin/res/#", 1), ("$iothub/twin/PATCH/properties/desired/#", 1)])
+    c.subscribe([("$iothub/twin/res/#", 1), ("$iothub/twin/PATCH/properties/desired/#", 1), ("$iothub/methods/POST/#", 1)])
     wait("suback")
     say(step="ready")
 

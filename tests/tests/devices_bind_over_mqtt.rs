@@ -23,7 +23,11 @@ fn model() -> Value {
         json!([
             {"@type": "Telemetry", "name": "temp", "schema": "double"},
             {"@type": "Property", "name": "serial", "schema": "string"},
-            {"@type": "Property", "name": "setPoint", "schema": "double", "writable": true}
+            {"@type": "Property", "name": "setPoint", "schema": "double", "writable": true},
+            {"@type": "Command", "name": "reboot",
+             "request": {"name": "delay", "schema": "integer"},
+             "response": {"name": "result", "schema": "string"}},
+            {"@type": "Command", "name": "hang"}
         ])
     )])
 }
@@ -142,6 +146,34 @@ async fn a_plug_and_play_device_round_trips_telemetry_reported_and_desired_state
         api.get("/digitaltwins/pump-1").await.unwrap().body["serial"],
         "S-9"
     );
+
+    // Commands: validated against the model, delivered as direct methods, answered.
+    let r = api
+        .post("/digitaltwins/pump-1/commands/reboot", &json!(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.expect(StatusCode::OK),
+        &json!({"status": 200, "payload": "rebooting in 3 s"})
+    );
+    let r = api
+        .post("/digitaltwins/pump-1/commands/reboot", &json!("soon"))
+        .await
+        .unwrap();
+    r.assert_error(StatusCode::BAD_REQUEST, "ValidationFailed");
+    let r = api
+        .post("/digitaltwins/pump-1/commands/explode", &json!(1))
+        .await
+        .unwrap();
+    r.assert_error(StatusCode::BAD_REQUEST, "ValidationFailed");
+    let r = api
+        .post(
+            "/digitaltwins/pump-1/commands/hang?responseTimeoutInSeconds=5",
+            &Value::Null,
+        )
+        .await
+        .unwrap();
+    r.assert_error(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout");
 
     // The app sets a writable property; the device gets it and acknowledges.
     api.patch(

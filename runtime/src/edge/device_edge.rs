@@ -246,9 +246,19 @@ impl DeviceEdge {
                 }
             }
             DeviceTopic::MethodResponse { status, rid } => {
-                // Direct-method calls from apps come with the commands API; until then
-                // a response has nobody waiting for it.
-                tracing::debug!(device = %session.key, status, rid, "method response with no pending call");
+                let body = if payload.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    json(&payload)?
+                };
+                if !self
+                    .state
+                    .devices
+                    .calls
+                    .complete(&session.key, &rid, status, body)
+                {
+                    tracing::debug!(device = %session.key, status, rid, "method response with no pending call");
+                }
             }
         }
         Ok(())

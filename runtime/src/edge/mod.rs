@@ -17,6 +17,7 @@
 
 mod device_edge;
 pub mod device_twin;
+pub mod methods;
 
 pub use device_edge::{tenant_of_hub, DeviceEdge, EdgeStats};
 
@@ -34,6 +35,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast::error::RecvError;
+
+/// What the REST side needs of the device edge: the connected devices (once the
+/// MQTT listener runs) and the direct-method calls waiting for answers.
+#[derive(Clone, Default)]
+pub struct DeviceLink {
+    registry: Arc<OnceLock<ConnectionRegistry>>,
+    pub calls: methods::MethodCalls,
+}
+
+impl DeviceLink {
+    /// `None` when the node runs without its MQTT listener.
+    pub fn registry(&self) -> Option<&ConnectionRegistry> {
+        self.registry.get()
+    }
+}
 
 /// A running device edge.
 pub struct Edge {
@@ -62,6 +78,7 @@ pub async fn start(state: AppState, bind: SocketAddr) -> anyhow::Result<Edge> {
         .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
     let registry = server.registry();
     let _ = handler.registry.set(registry.clone());
+    let _ = state.devices.registry.set(registry.clone());
     tokio::spawn(follow_changes(state, registry));
     Ok(Edge { server, stats })
 }

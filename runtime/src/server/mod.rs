@@ -14,6 +14,7 @@ pub mod api_error;
 pub mod auth;
 pub mod body;
 mod bootstrap;
+mod commands_api;
 mod devices_api;
 mod events_api;
 pub mod extract;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub proposer: Proposer,
     /// The twin actors; twin write handlers go through them (see `crate::actors`).
     pub twins: TwinActors,
+    /// The device edge's connected devices and pending direct-method calls.
+    pub devices: crate::edge::DeviceLink,
     pub config: Arc<NodeConfig>,
     pub shard_count: u32,
     pub tls: bool,
@@ -77,6 +80,7 @@ impl Node {
             storage,
             proposer,
             twins,
+            devices: Default::default(),
             shard_count: config.shard_count,
             tls: config.tls_cert.is_some(),
             config: Arc::new(config),
@@ -102,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens_api::routes())
         .merge(events_api::routes())
         .merge(devices_api::routes())
+        .merge(commands_api::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
