@@ -141,3 +141,56 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(resp: &Response) -> Option<&str> {
+        resp.headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn a_suspended_tenant_is_503_with_retry_after_and_its_own_code() {
+        let e = ApiError::from(ActorError::TenantSuspended {
+            tenant: "acme".into(),
+            retry_after_s: 7,
+            max_restarts: 10,
+            window_ms: 10_000,
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "TenantSuspended")
+        );
+        assert!(e.message.contains("acme"), "{}", e.message);
+        assert_eq!(retry_after(&e.into_response()), Some("7"));
+    }
+
+    #[test]
+    fn an_overloaded_twin_is_429_with_retry_after() {
+        let e = ApiError::from(ActorError::TwinOverloaded {
+            tenant: "acme".into(),
+            twin: "pump-1".into(),
+            limit: 1000,
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests")
+        );
+        assert!(e.message.contains("pump-1"), "{}", e.message);
+        assert_eq!(retry_after(&e.into_response()), Some("1"));
+    }
+
+    #[test]
+    fn state_machine_errors_keep_their_mapping_through_the_actors() {
+        let e = ApiError::from(ActorError::Propose(ProposeError::Rejected(
+            TwinError::TwinNotFound { twin: "x".into() },
+        )));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::NOT_FOUND, "DigitalTwinNotFound")
+        );
+    }
+}
