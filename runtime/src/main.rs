@@ -1,6 +1,8 @@
 //! The `doppel` binary: `doppel serve` runs a node; the other subcommands are clients
 //! of a node's REST API (and `models check` validates DTDL files offline).
 
+mod demo;
+
 use clap::{Args, Parser, Subcommand};
 use doppel_runtime::config::NodeConfig;
 use doppel_runtime::server::{self, Node, ADMIN_TOKEN_FILE};
@@ -56,6 +58,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: doppel_runtime::client::TokensCmd,
     },
+    /// Start a node with a sample factory and simulated MQTT devices, and show how to watch it.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print their figure beside a baseline measured in the same run.
     #[command(subcommand)]
     Bench(doppel_runtime::bench::BenchCmd),
@@ -143,6 +147,7 @@ fn main() {
     let code = rt.block_on(async move {
         let result = match cli.cmd {
             Cmd::Serve(args) => serve(args).await.map(|()| 0),
+            Cmd::Demo(args) => demo::run(args).await.map(|()| 0),
             Cmd::Models { opts, cmd } => doppel_runtime::client::run_models(&opts, cmd).await,
             Cmd::Twins { opts, cmd } => doppel_runtime::client::run_twins(&opts, cmd).await,
             Cmd::Rel { opts, cmd } => doppel_runtime::client::run_rel(&opts, cmd).await,
@@ -159,14 +164,47 @@ fn main() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    let config = args.into_config()?;
+    let started = start_node(config).await?;
+    println!("{}", started.serving_line());
+    println!(
+        "try: curl -H \"Authorization: Bearer $(cat {})\" {}/models",
+        started.token_path.display(),
+        started.url
+    );
+    started.serve_until(shutdown_signal()).await
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`); colours only on a terminal.
+fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.to_owned().into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = args.into_config()?;
+}
+
+/// A node opened on its data directory with its REST listener bound and its device
+/// edge running, not yet serving the API: what `doppel serve` and `doppel demo` share.
+struct Started {
+    node: Node,
+    listener: std::net::TcpListener,
+    edge: Option<doppel_runtime::edge::Edge>,
+    /// `http(s)://<bound address>`.
+    url: String,
+    /// The MQTT listener's bound address, when it runs.
+    mqtt: Option<std::net::SocketAddr>,
+    token_path: PathBuf,
+    data_dir: PathBuf,
+}
+
+/// Opens the node, binds the REST listener and starts the device edge, printing the
+/// admin-token and devices lines.
+async fn start_node(config: NodeConfig) -> anyhow::Result<Started> {
     let addr = config.validate()?;
     let data_dir = config.data_dir.clone();
     let scheme = if config.tls_cert.is_some() {
@@ -189,8 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let mqtt = node.state.config.mqtt_addr()?;
-    let edge = match mqtt {
+    let edge = match node.state.config.mqtt_addr()? {
         Some(addr) => {
             let edge = doppel_runtime::edge::start(node.state.clone(), addr).await?;
             println!(
@@ -201,23 +238,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    println!(
-        "doppel {} serving {scheme}://{bound} (data in {})",
-        env!("CARGO_PKG_VERSION"),
-        data_dir.display()
-    );
-    println!(
-        "try: curl -H \"Authorization: Bearer $(cat {})\" {scheme}://{bound}/models",
-        token_path.display()
-    );
-    let storage = node.state.storage.clone();
-    server::serve(node, listener, shutdown_signal()).await?;
-    if let Some(edge) = edge {
-        edge.server.shutdown().await;
+    Ok(Started {
+        mqtt: edge.as_ref().map(|e| e.server.local_addr()),
+        node,
+        listener,
+        edge,
+        url: format!("{scheme}://{bound}"),
+        token_path,
+        data_dir,
+    })
+}
+
+impl Started {
+    /// The `doppel <version> serving <url> (data in <dir>)` line tools look for.
+    fn serving_line(&self) -> String {
+        format!(
+            "doppel {} serving {} (data in {})",
+            env!("CARGO_PKG_VERSION"),
+            self.url,
+            self.data_dir.display()
+        )
     }
-    storage.flush()?;
-    println!("doppel stopped cleanly");
-    Ok(())
+
+    /// Serves the API until `shutdown` resolves, then stops the device edge and
+    /// flushes storage.
+    async fn serve_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let storage = self.node.state.storage.clone();
+        server::serve(self.node, self.listener, shutdown).await?;
+        if let Some(edge) = self.edge {
+            edge.server.shutdown().await;
+        }
+        storage.flush()?;
+        println!("doppel stopped cleanly");
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {
