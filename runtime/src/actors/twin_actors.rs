@@ -45,6 +45,9 @@ pub fn twin_target(cmd: &Command) -> Option<(&str, &str)> {
         }
         | Command::ReportProperties {
             tenant, twin_id, ..
+        }
+        | Command::SetConnection {
+            tenant, twin_id, ..
         } => Some((tenant, twin_id)),
         _ => None,
     }

@@ -14,6 +14,7 @@
 //! - SUBSCRIBE: only the device's own IoT Hub topics.
 
 use super::device_twin::device_twin;
+use crate::actors::ActorError;
 use crate::server::AppState;
 use bytes::Bytes;
 use doppel_cluster::ProposeError;
@@ -60,6 +61,16 @@ pub struct DeviceEdge {
 /// The tenant a hub host name stands for: its first DNS label.
 pub fn tenant_of_hub(hub: &str) -> &str {
     hub.split('.').next().unwrap_or(hub)
+}
+
+fn actor_refusal(e: ActorError) -> PublishRefusal {
+    match e {
+        ActorError::Propose(e) => refusal(e),
+        e @ (ActorError::TwinOverloaded { .. } | ActorError::TenantSuspended { .. }) => {
+            PublishRefusal::new(PublishReason::QuotaExceeded, e.to_string())
+        }
+        e => PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string()),
+    }
 }
 
 fn refusal(e: ProposeError) -> PublishRefusal {
@@ -194,7 +205,8 @@ impl DeviceEdge {
                     body,
                     source_time,
                 };
-                self.state.proposer.propose(cmd).await.map_err(refusal)?;
+                // Through the twin's actor, so its in-memory copy stays the durable state.
+                self.state.twins.execute(cmd).await.map_err(actor_refusal)?;
             }
             DeviceTopic::TwinPatchReported { rid } => {
                 let reported = json(&payload)?;
@@ -203,14 +215,16 @@ impl DeviceEdge {
                     twin_id,
                     reported,
                 };
-                match self.state.proposer.propose(cmd).await {
+                match self.state.twins.execute(cmd).await {
                     Ok(Outcome::Twin { twin, .. }) => self.reply(
                         session,
                         iothub::twin_response_topic(204, &rid, Some(twin.desired_version)),
                         &serde_json::Value::Null,
                     ),
                     Ok(_) => {}
-                    Err(ProposeError::Rejected(e)) if e.kind() == ErrorKind::Invalid => {
+                    Err(ActorError::Propose(ProposeError::Rejected(e)))
+                        if e.kind() == ErrorKind::Invalid =>
+                    {
                         // IoT Hub answers on the response topic; the publish itself was
                         // taken (and is counted as rejected).
                         self.reply(
@@ -223,7 +237,7 @@ impl DeviceEdge {
                             e.to_string(),
                         ));
                     }
-                    Err(e) => return Err(refusal(e)),
+                    Err(e) => return Err(actor_refusal(e)),
                 }
             }
             DeviceTopic::TwinGet { rid } => {

@@ -95,7 +95,7 @@ async fn record_connections(
             connected: c.connected,
             last_activity: c.last_activity,
         };
-        if let Err(e) = state.proposer.propose(cmd).await {
+        if let Err(e) = state.twins.execute(cmd).await {
             tracing::warn!(device = %c.key, error = %e, "connection state not recorded");
         }
     }
