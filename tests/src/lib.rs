@@ -125,6 +125,30 @@ impl Node {
             args.extend(["--mqtt".into(), "127.0.0.1:0".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(root, data_dir, args)
+    }
+
+    /// `doppel demo` on a fresh temporary data directory, both listeners on loopback
+    /// port 0, with extra `demo` arguments (e.g. `--machines 3`). Returns once the demo
+    /// has set up its sample and printed its `serving` line; its guide follows on
+    /// stdout ([`Node::stdout_after_exit`]).
+    pub fn start_demo(extra: &[&str]) -> Result<Node> {
+        let root = tempfile::Builder::new().prefix("doppel-demo-").tempdir()?;
+        let data_dir = root.path().join("data");
+        let mut args: Vec<String> = vec![
+            "demo".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+            "--mqtt".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(root, data_dir, args)
+    }
+
+    fn launch(root: tempfile::TempDir, data_dir: PathBuf, args: Vec<String>) -> Result<Node> {
         let mut node = Node {
             root,
             data_dir,
