@@ -328,17 +328,12 @@ enum FromNetwork {
 /// The MQTT user name and a fresh SAS token of `device` (as `doppel devices sas`
 /// makes them).
 fn mqtt_credentials(device: &str, key: &str) -> anyhow::Result<(String, String)> {
-    let token = doppel_protocols::sas::make_sas_token(
-        &format!("{HUB}/devices/{device}"),
+    Ok(doppel_runtime::client::mqtt_credentials(
+        HUB,
+        device,
         key,
         now_secs() + SAS_TTL_SECS,
-        None,
-    )
-    .map_err(|e| anyhow::anyhow!("the key of device {device} cannot sign a token: {e}"))?;
-    Ok((
-        iothub::IotHubUsername::format(HUB, device, "2021-04-12"),
-        token,
-    ))
+    )?)
 }
 
 fn now_secs() -> u64 {

@@ -164,3 +164,19 @@ async fn streams_need_a_token() {
         .unwrap()
         .assert_error(StatusCode::UNAUTHORIZED, "Unauthorized");
 }
+
+#[tokio::test]
+async fn open_streams_do_not_hold_up_a_graceful_stop() {
+    let mut node = Node::start().expect("node");
+    let token = node.api().token.clone().unwrap();
+    let _watcher = EventStream::open(&node, "/events", &token).await;
+    let started = std::time::Instant::now();
+    let status = node.terminate().expect("stops");
+    assert!(status.success(), "{status}");
+    // The server's grace period for open connections is 10 s; streams end at once.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

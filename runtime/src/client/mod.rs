@@ -35,7 +35,7 @@ mod tokens;
 mod twins;
 
 pub use body_input::BodyArgs;
-pub use devices::{run_devices, DevicesCmd};
+pub use devices::{mqtt_credentials, run_devices, DevicesCmd};
 pub use error::ClientError;
 pub use models::{run_models, ModelsCmd};
 pub use relationships::{run_rel, RelCmd};

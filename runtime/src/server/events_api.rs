@@ -60,6 +60,7 @@ async fn tenant_events(
     caller.require(Role::Reader)?;
     Ok(stream(
         st.proposer.subscribe(),
+        st.stopping.subscribe(),
         caller.tenant().to_owned(),
         filter,
     ))
@@ -77,6 +78,7 @@ async fn twin_events(
     };
     Ok(stream(
         st.proposer.subscribe(),
+        st.stopping.subscribe(),
         caller.tenant().to_owned(),
         filter,
     ))
@@ -84,22 +86,28 @@ async fn twin_events(
 
 fn stream(
     rx: Receiver<Arc<ChangeEvent>>,
+    stop: tokio::sync::watch::Receiver<bool>,
     tenant: String,
     filter: Filter,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = futures_util::stream::unfold(rx, move |mut rx| {
+    let events = futures_util::stream::unfold((rx, stop), move |(mut rx, mut stop)| {
         let (tenant, filter) = (tenant.clone(), filter.clone());
         async move {
             loop {
-                match rx.recv().await {
+                let next = tokio::select! {
+                    next = rx.recv() => next,
+                    // The server is stopping: end the stream (and the response).
+                    _ = stop.wait_for(|stopping| *stopping) => return None,
+                };
+                match next {
                     Ok(e) if filter.matches(&tenant, &e) => {
                         let data = serde_json::to_string(&*e).unwrap_or_else(|_| "{}".into());
-                        return Some((Ok(Event::default().event(e.kind).data(data)), rx));
+                        return Some((Ok(Event::default().event(e.kind).data(data)), (rx, stop)));
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
                         let data = format!("{{\"missed\":{n}}}");
-                        return Some((Ok(Event::default().event("lagged").data(data)), rx));
+                        return Some((Ok(Event::default().event("lagged").data(data)), (rx, stop)));
                     }
                     Err(RecvError::Closed) => return None,
                 }

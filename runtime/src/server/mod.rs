@@ -41,6 +41,9 @@ pub struct AppState {
     pub twins: TwinActors,
     /// The device edge's connected devices and pending direct-method calls.
     pub devices: crate::edge::DeviceLink,
+    /// Turns true when the server starts shutting down: long-lived responses (event
+    /// streams) end then, so a graceful stop does not wait for watchers to hang up.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     pub config: Arc<NodeConfig>,
     pub shard_count: u32,
     pub tls: bool,
@@ -81,6 +84,7 @@ impl Node {
             proposer,
             twins,
             devices: Default::default(),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
             shard_count: config.shard_count,
             tls: config.tls_cert.is_some(),
             config: Arc::new(config),
@@ -132,11 +136,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let config = node.state.config.clone();
+    let stopping = node.state.stopping.clone();
     let app = node.router();
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.send_replace(true);
         h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     match (&config.tls_cert, &config.tls_key) {
