@@ -18,6 +18,19 @@ use std::time::{Duration, Instant};
 pub enum BenchCmd {
     /// Twin PATCH throughput and latency on one node, vs raw RocksDB write+fsync.
     Patch(PatchArgs),
+    /// Resident memory per active twin actor and activation time, vs the same twin
+    /// records held in a plain map.
+    Density(DensityArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DensityArgs {
+    /// Twins created and then activated.
+    #[arg(long, default_value_t = 100_000)]
+    pub twins: usize,
+    /// Where to put the temporary database [default: the system temp dir].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -39,6 +52,7 @@ pub struct PatchArgs {
 pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Patch(a) => bench_patch(a).await,
+        BenchCmd::Density(a) => bench_density(a).await,
     }
 }
 
@@ -254,5 +268,138 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
         doppel.p99_ms / baseline.p99_ms.max(1e-9),
         cmds as f64 / (groups.max(1)) as f64
     );
+    Ok(())
+}
+
+/// Resident set size of this process in KiB (Linux `/proc/self/statm`).
+fn rss_kib() -> anyhow::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("unreadable /proc/self/statm"))?;
+    Ok(pages * 4)
+}
+
+async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
+    use doppel_twins::{Command, Condition, Outcome, TwinRecord};
+    anyhow::ensure!(a.twins > 1, "--twins must be at least 2");
+    let base = match &a.dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("doppel-bench-")
+            .tempdir_in(d)?,
+        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
+    };
+    let config = NodeConfig {
+        data_dir: base.path().join("node"),
+        // Nothing may passivate while we count.
+        twin_idle_passivate_ms: 3_600_000,
+        ..Default::default()
+    };
+    let node = Node::open(config).await?;
+    let st = node.state.clone();
+    let model = serde_json::json!({
+        "@context": "dtmi:dtdl:context;3", "@id": "dtmi:doppel:bench:Sensor;1", "@type": "Interface",
+        "contents": [
+            {"@type": "Property", "name": "temperature", "schema": "double"},
+            {"@type": "Property", "name": "setpoint", "schema": "double", "writable": true},
+            {"@type": "Property", "name": "status", "schema": "string"}
+        ]
+    });
+    st.proposer
+        .propose(Command::UploadModels {
+            tenant: "default".into(),
+            documents: vec![model],
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("model upload: {e}"))?;
+    eprintln!("bench density: creating {} twins…", a.twins);
+    let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"},
+        "temperature": 20.5, "setpoint": 21.0, "status": "running"});
+    let mut records: Vec<TwinRecord> = Vec::with_capacity(a.twins);
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..a.twins {
+        let (p, body) = (st.proposer.clone(), body.clone());
+        pending.spawn(async move {
+            p.propose(Command::PutTwin {
+                tenant: "default".into(),
+                twin_id: format!("sensor-{i}"),
+                body,
+                condition: Condition::Always,
+            })
+            .await
+        });
+        if pending.len() >= 2048 {
+            if let Some(r) = pending.join_next().await {
+                if let Outcome::Twin { twin, .. } = r?.map_err(|e| anyhow::anyhow!("{e}"))? {
+                    records.push(twin);
+                }
+            }
+        }
+    }
+    while let Some(r) = pending.join_next().await {
+        if let Outcome::Twin { twin, .. } = r?.map_err(|e| anyhow::anyhow!("{e}"))? {
+            records.push(twin);
+        }
+    }
+
+    // Baseline: the same records in a plain map (what any twin cache must hold).
+    let before_map = rss_kib()?;
+    let map: std::collections::HashMap<String, TwinRecord> =
+        records.iter().map(|t| (t.id.clone(), t.clone())).collect();
+    let map_kib = rss_kib()?.saturating_sub(before_map);
+    drop(records);
+
+    // doppel: activate one twin actor per twin (a no-op patch activates the actor,
+    // which loads its record from RocksDB, and writes nothing).
+    let noop = |i: usize| Command::PatchTwin {
+        tenant: "default".into(),
+        twin_id: format!("sensor-{i}"),
+        patch: serde_json::json!([]),
+        condition: Condition::Always,
+    };
+    st.twins
+        .execute(noop(0))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let before = rss_kib()?;
+    let started = Instant::now();
+    for i in 1..a.twins {
+        st.twins
+            .execute(noop(i))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let took = started.elapsed();
+    let actors_kib = rss_kib()?.saturating_sub(before);
+    anyhow::ensure!(
+        st.twins.active_twins() == a.twins,
+        "expected {} active twins, found {}",
+        a.twins,
+        st.twins.active_twins()
+    );
+    let n = (a.twins - 1) as f64;
+    let per = |kib: u64| kib as f64 * 1024.0 / n;
+    println!("twin density, 1 node, {} twins", a.twins);
+    println!("  {:<48} {:>12} {:>14}", "", "B per twin", "activation µs");
+    println!(
+        "  {:<48} {:>12.0} {:>14.1}",
+        "doppel: active twin actors (with their records)",
+        per(actors_kib),
+        took.as_micros() as f64 / n
+    );
+    println!(
+        "  {:<48} {:>12.0} {:>14}",
+        "baseline: the same records in a HashMap",
+        map_kib as f64 * 1024.0 / a.twins as f64,
+        "-"
+    );
+    println!(
+        "  ratio doppel/baseline memory: {:.2}x (target: <= 2048 B per idle active twin)",
+        per(actors_kib) / (map_kib as f64 * 1024.0 / a.twins as f64).max(1.0)
+    );
+    drop(map);
+    st.twins.stop();
     Ok(())
 }

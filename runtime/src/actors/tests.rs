@@ -386,45 +386,5 @@ async fn a_full_mailbox_rejects_instead_of_queueing() {
     );
 }
 
-/// Density: resident memory per active twin actor. Run with
-/// `cargo test -p doppel-runtime --lib density -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "measurement, prints figures"]
-async fn density_of_10k_active_twins() {
-    fn rss_kib() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4
-    }
-    const N: usize = 10_000;
-    let h = harness(ActorSettings::default()).await;
-    let mut writes = tokio::task::JoinSet::new();
-    for i in 0..N {
-        let p = h.proposer.clone();
-        writes.spawn(async move { p.propose(put("acme", &format!("d{i}"), 1.0)).await });
-    }
-    while let Some(r) = writes.join_next().await {
-        r.unwrap().unwrap();
-    }
-    // Warm the block cache (so the figure is the actors', not RocksDB's), the
-    // allocator and the tenant supervisor.
-    for i in 0..N {
-        assert!(h.durable("acme", &format!("d{i}")).is_some());
-    }
-    h.snapshot("acme", "d0").await;
-    let before = rss_kib();
-    let started = Instant::now();
-    for i in 1..N {
-        h.snapshot("acme", &format!("d{i}")).await;
-    }
-    let took = started.elapsed();
-    let after = rss_kib();
-    assert_eq!(h.actors.active_twins(), N);
-    println!(
-        "density: {N} active twin actors (with their TwinRecord copy): RSS +{} KiB = {:.0} B per twin; \
-         activation {:.1} µs per twin (sequential)",
-        after.saturating_sub(before),
-        (after.saturating_sub(before) * 1024) as f64 / (N - 1) as f64,
-        took.as_micros() as f64 / (N - 1) as f64
-    );
-}
+// Density (resident memory per active twin actor, activation time) is measured by
+// `doppel bench density`, beside a plain-map baseline, not in a test.
