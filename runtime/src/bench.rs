@@ -6,6 +6,11 @@
 //! twins, and drives concurrent JSON-Patch requests over real HTTP with fsync on. The
 //! baseline is raw RocksDB `put` + fsync of the same number of bytes, from the same
 //! number of concurrent writers, in another database on the same filesystem.
+//!
+//! `doppel bench ingest` ([`ingest`]) runs simulated MQTT devices against a real node's
+//! device edge, beside a mosquitto broker routing the same load.
+
+pub mod ingest;
 
 use crate::config::NodeConfig;
 use crate::server::{self, Node};
@@ -21,6 +26,9 @@ pub enum BenchCmd {
     /// Resident memory per active twin actor and activation time, vs the same twin
     /// records held in a plain map.
     Density(DensityArgs),
+    /// Device telemetry over MQTT into durable twin state (messages/s, publish→PUBACK
+    /// p50/p99), vs mosquitto routing the same load to one subscriber.
+    Ingest(ingest::IngestArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -53,6 +61,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Patch(a) => bench_patch(a).await,
         BenchCmd::Density(a) => bench_density(a).await,
+        BenchCmd::Ingest(a) => ingest::bench_ingest(a).await,
     }
 }
 
