@@ -56,6 +56,18 @@ impl MqttServer {
         tls: Option<Arc<rustls::ServerConfig>>,
         handler: Arc<dyn EdgeHandler>,
     ) -> Result<MqttServer, ServerError> {
+        Self::bind_with_registry(config, tls, handler, ConnectionRegistry::new()).await
+    }
+
+    /// Like [`MqttServer::bind`], sharing `registry` with other listeners (e.g. a
+    /// plain and a TLS one): a device is one connection, whichever port it uses, and
+    /// the application reaches it through the one registry.
+    pub async fn bind_with_registry(
+        config: MqttServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: Arc<dyn EdgeHandler>,
+        registry: ConnectionRegistry,
+    ) -> Result<MqttServer, ServerError> {
         config.validate()?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -67,7 +79,6 @@ impl MqttServer {
             addr: config.bind_addr,
             source,
         })?;
-        let registry = ConnectionRegistry::new();
         let ctx = Arc::new(ServerContext {
             handler,
             registry: registry.clone(),

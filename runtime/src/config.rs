@@ -17,6 +17,9 @@ pub struct NodeConfig {
     pub tls_key: Option<PathBuf>,
     /// Address of the embedded MQTT broker devices connect to; `""` turns it off.
     pub mqtt: Option<String>,
+    /// Address of the MQTT-over-TLS listener (Azure IoT Hub devices use 8883), with
+    /// the `tls_cert`/`tls_key` certificate; only when those are set; `""` turns it off.
+    pub mqtts: Option<String>,
     /// Allow plain HTTP (and plain MQTT) on a non-loopback address.
     pub insecure: bool,
     /// Largest request body accepted (bytes); larger ones get 413.
@@ -50,6 +53,7 @@ impl Default for NodeConfig {
             tls_cert: None,
             tls_key: None,
             mqtt: Some("127.0.0.1:1883".into()),
+            mqtts: Some("127.0.0.1:8883".into()),
             insecure: false,
             max_body_bytes: 1024 * 1024,
             shard_count: doppel_twins::keys::DEFAULT_SHARD_COUNT,
@@ -92,9 +96,24 @@ impl NodeConfig {
         Ok(Some(addr))
     }
 
+    /// The MQTT-over-TLS listener address, when TLS is configured.
+    pub fn mqtts_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(text) = self.mqtts.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if self.tls_cert.is_none() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = text.parse().map_err(|e| {
+            anyhow::anyhow!("mqtts: '{text}' is not an address like 127.0.0.1:8883 ({e})")
+        })?;
+        Ok(Some(addr))
+    }
+
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> anyhow::Result<SocketAddr> {
         self.mqtt_addr()?;
+        self.mqtts_addr()?;
         let addr: SocketAddr = self.http.parse().map_err(|e| {
             anyhow::anyhow!(
                 "http: '{}' is not an address like 127.0.0.1:8080 ({e})",

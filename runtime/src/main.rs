@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Embedded MQTT broker address for devices [default: 127.0.0.1:1883]
     #[arg(long)]
     mqtt: Option<String>,
+    /// MQTT-over-TLS listener address, used when --tls-cert/--tls-key are given [default: 127.0.0.1:8883]
+    #[arg(long)]
+    mqtts: Option<String>,
     /// Do not start the embedded MQTT broker.
     #[arg(long, conflicts_with = "mqtt")]
     no_mqtt: bool,
@@ -120,8 +123,12 @@ impl ServeArgs {
         if let Some(v) = self.mqtt {
             c.mqtt = Some(v);
         }
+        if let Some(v) = self.mqtts {
+            c.mqtts = Some(v);
+        }
         if self.no_mqtt {
             c.mqtt = None;
+            c.mqtts = None;
         }
         c.insecure |= self.insecure;
         if let Some(v) = self.max_body_bytes {
@@ -227,19 +234,30 @@ async fn start_node(config: NodeConfig) -> anyhow::Result<Started> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let edge = match node.state.config.mqtt_addr()? {
-        Some(addr) => {
-            let edge = doppel_runtime::edge::start(node.state.clone(), addr).await?;
-            println!(
-                "devices: mqtt://{} (MQTT 3.1.1/5, Azure IoT Hub topics; user name <tenant>.doppel/<device id>/?api-version=2021-04-12, password a SAS token)",
-                edge.server.local_addr()
-            );
-            Some(edge)
+    let config = node.state.config.clone();
+    let plain = config.mqtt_addr()?;
+    let tls = match (config.mqtts_addr()?, &config.tls_cert, &config.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            Some((addr, doppel_runtime::tls::mqtt_server_config(cert, key)?))
         }
-        None => None,
+        _ => None,
+    };
+    let edge = if plain.is_some() || tls.is_some() {
+        let edge = doppel_runtime::edge::start(node.state.clone(), plain, tls).await?;
+        if let Some(addr) = edge.plain_addr() {
+            println!(
+                "devices: mqtt://{addr} (MQTT 3.1.1/5, Azure IoT Hub topics; user name <tenant>.doppel/<device id>/?api-version=2021-04-12, password a SAS token)"
+            );
+        }
+        if let Some(addr) = edge.tls_addr() {
+            println!("devices: mqtts://{addr} (MQTT over TLS with the --tls-cert certificate)");
+        }
+        Some(edge)
+    } else {
+        None
     };
     Ok(Started {
-        mqtt: edge.as_ref().map(|e| e.server.local_addr()),
+        mqtt: edge.as_ref().and_then(|e| e.plain_addr()),
         node,
         listener,
         edge,
@@ -269,7 +287,7 @@ impl Started {
         let storage = self.node.state.storage.clone();
         server::serve(self.node, self.listener, shutdown).await?;
         if let Some(edge) = self.edge {
-            edge.server.shutdown().await;
+            edge.shutdown().await;
         }
         storage.flush()?;
         println!("doppel stopped cleanly");

@@ -16,7 +16,20 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The HTTPS listener's config (ALPN http/1.1).
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut config = base_server_config(cert, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The MQTT-over-TLS listener's config: the same certificate, no ALPN (MQTT clients
+/// such as Azure's device SDK offer their own protocol names or none).
+pub fn mqtt_server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    Ok(Arc::new(base_server_config(cert, key)?))
+}
+
+fn base_server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(cert)
             .map_err(|e| anyhow::anyhow!("tls_cert {}: {e}", cert.display()))?,
@@ -31,11 +44,10 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::Serv
     ))
     .map_err(|e| anyhow::anyhow!("tls_key {}: {e}", key.display()))?
     .ok_or_else(|| anyhow::anyhow!("tls_key {}: holds no private key", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| anyhow::anyhow!("tls_cert/tls_key do not form a usable pair: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(config)
 }

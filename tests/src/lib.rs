@@ -124,6 +124,12 @@ impl Node {
         if !extra.contains(&"--mqtt") && !extra.contains(&"--no-mqtt") {
             args.extend(["--mqtt".into(), "127.0.0.1:0".into()]);
         }
+        if extra.contains(&"--tls-cert")
+            && !extra.contains(&"--mqtts")
+            && !extra.contains(&"--no-mqtt")
+        {
+            args.extend(["--mqtts".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::launch(root, data_dir, args)
     }
@@ -690,6 +696,39 @@ impl EventStream {
             }
         }
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files in
+/// `dir`; returns (cert path, key path, certificate DER).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("rcgen");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, ck.cert.der().clone())
+}
+
+/// A reqwest client trusting exactly `trusted` (ring provider, no system roots).
+pub fn https_client(trusted: &[rustls::pki_types::CertificateDer<'static>]) -> reqwest::Client {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in trusted {
+        roots.add(c.clone()).expect("a usable root");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("https client")
 }
 
 #[cfg(test)]

@@ -3,47 +3,13 @@
 //! `--insecure`, reads a TOML config file whose values command-line flags override,
 //! and rejects a config file with an unknown key, naming the key.
 
-use doppel_tests::{interface, run_doppel, Api, Node};
+use doppel_tests::{https_client, interface, run_doppel, self_signed, Api, Node};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files in
-/// `dir`; returns (cert path, key path, certificate DER).
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("rcgen");
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    (cert, key, ck.cert.der().clone())
-}
-
-/// A reqwest client trusting exactly `trusted` (ring provider, no system roots).
-fn https_client(trusted: &[rustls::pki_types::CertificateDer<'static>]) -> reqwest::Client {
-    doppel_tests::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in trusted {
-        roots.add(c.clone()).expect("a usable root");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("https client")
-}
 
 /// `doppel serve <args>` that must fail at start-up; returns its stderr.
 fn serve_fails(args: &[&str]) -> String {

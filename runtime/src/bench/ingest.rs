@@ -149,8 +149,10 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(node, listener, async {
         let _ = stop_rx.await;
     }));
-    let edge = crate::edge::start(st.clone(), "127.0.0.1:0".parse()?).await?;
-    let edge_addr = edge.server.local_addr();
+    let edge = crate::edge::start(st.clone(), Some("127.0.0.1:0".parse()?), None).await?;
+    let edge_addr = edge
+        .plain_addr()
+        .ok_or_else(|| anyhow::anyhow!("the edge has no plain listener"))?;
     st.proposer
         .propose(Command::UploadModels {
             tenant: "default".into(),
@@ -231,7 +233,7 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
     let edge_rejected = edge.stats.rejected.load(Relaxed) - rej0;
     let groups = st.proposer.stats.groups.load(Relaxed) - groups0;
     let cmds = st.proposer.stats.commands.load(Relaxed) - cmds0;
-    edge.server.shutdown().await;
+    edge.shutdown().await;
     let _ = stop_tx.send(());
     server.await??;
     st.twins.stop();

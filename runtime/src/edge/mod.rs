@@ -51,17 +51,41 @@ impl DeviceLink {
     }
 }
 
-/// A running device edge.
+/// A running device edge: a plain MQTT listener, an MQTT-over-TLS one, or both,
+/// sharing one handler and one registry of connected devices.
 pub struct Edge {
-    pub server: MqttServer,
+    pub plain: Option<MqttServer>,
+    pub tls: Option<MqttServer>,
     pub stats: Arc<EdgeStats>,
 }
 
-/// Binds the MQTT listener and starts following change events.
-pub async fn start(state: AppState, bind: SocketAddr) -> anyhow::Result<Edge> {
+impl Edge {
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(MqttServer::local_addr)
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(MqttServer::local_addr)
+    }
+
+    /// Disconnects every device and stops listening.
+    pub async fn shutdown(self) {
+        for server in [self.plain, self.tls].into_iter().flatten() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// Binds the MQTT listeners and starts following change events.
+pub async fn start(
+    state: AppState,
+    plain: Option<SocketAddr>,
+    tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+) -> anyhow::Result<Edge> {
     let stats = Arc::new(EdgeStats::default());
     let (connections, changes) = tokio::sync::mpsc::channel(10_000);
     tokio::spawn(record_connections(state.clone(), changes));
+    let registry = ConnectionRegistry::new();
     let handler = Arc::new(DeviceEdge {
         state: state.clone(),
         connections,
@@ -69,18 +93,33 @@ pub async fn start(state: AppState, bind: SocketAddr) -> anyhow::Result<Edge> {
         registry: OnceLock::new(),
         stats: stats.clone(),
     });
-    let config = MqttServerConfig {
-        bind_addr: bind,
-        ..Default::default()
-    };
-    let server = MqttServer::bind(config, None, handler.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?;
-    let registry = server.registry();
     let _ = handler.registry.set(registry.clone());
     let _ = state.devices.registry.set(registry.clone());
+    let bind = |addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>| {
+        let config = MqttServerConfig {
+            bind_addr: addr,
+            ..Default::default()
+        };
+        MqttServer::bind_with_registry(config, tls, handler.clone(), registry.clone())
+    };
+    let plain = match plain {
+        Some(addr) => Some(
+            bind(addr, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("mqtt: {e}"))?,
+        ),
+        None => None,
+    };
+    let tls = match tls {
+        Some((addr, config)) => Some(
+            bind(addr, Some(config))
+                .await
+                .map_err(|e| anyhow::anyhow!("mqtts: {e}"))?,
+        ),
+        None => None,
+    };
     tokio::spawn(follow_changes(state, registry));
-    Ok(Edge { server, stats })
+    Ok(Edge { plain, tls, stats })
 }
 
 /// Writes connection changes to the devices' twins, in the order they happened.
