@@ -20,6 +20,9 @@ pub struct NodeConfig {
     /// Address of the MQTT-over-TLS listener (Azure IoT Hub devices use 8883), with
     /// the `tls_cert`/`tls_key` certificate; only when those are set; `""` turns it off.
     pub mqtts: Option<String>,
+    /// External MQTT brokers to attach tenants to (see `edge::external_broker`).
+    #[serde(default)]
+    pub external_brokers: Vec<crate::edge::external_broker::ExternalBroker>,
     /// Allow plain HTTP (and plain MQTT) on a non-loopback address.
     pub insecure: bool,
     /// Largest request body accepted (bytes); larger ones get 413.
@@ -54,6 +57,7 @@ impl Default for NodeConfig {
             tls_key: None,
             mqtt: Some("127.0.0.1:1883".into()),
             mqtts: Some("127.0.0.1:8883".into()),
+            external_brokers: Vec::new(),
             insecure: false,
             max_body_bytes: 1024 * 1024,
             shard_count: doppel_twins::keys::DEFAULT_SHARD_COUNT,
@@ -114,6 +118,9 @@ impl NodeConfig {
     pub fn validate(&self) -> anyhow::Result<SocketAddr> {
         self.mqtt_addr()?;
         self.mqtts_addr()?;
+        for b in &self.external_brokers {
+            b.validate()?;
+        }
         let addr: SocketAddr = self.http.parse().map_err(|e| {
             anyhow::anyhow!(
                 "http: '{}' is not an address like 127.0.0.1:8080 ({e})",

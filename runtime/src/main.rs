@@ -256,6 +256,13 @@ async fn start_node(config: NodeConfig) -> anyhow::Result<Started> {
     } else {
         None
     };
+    for broker in &config.external_brokers {
+        doppel_runtime::edge::external_broker::attach(node.state.clone(), broker.clone());
+        println!(
+            "devices: tenant '{}' attached to external broker mqtt://{} (shared subscription group '{}')",
+            broker.tenant, broker.address, broker.share_group
+        );
+    }
     Ok(Started {
         mqtt: edge.as_ref().and_then(|e| e.plain_addr()),
         node,

@@ -17,6 +17,7 @@
 
 mod device_edge;
 pub mod device_twin;
+pub mod external_broker;
 pub mod methods;
 
 pub use device_edge::{tenant_of_hub, DeviceEdge, EdgeStats};

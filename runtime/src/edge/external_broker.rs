@@ -1,0 +1,308 @@
+//! Attaching a tenant to an external MQTT broker (e.g. Mosquitto, EMQX) as a client.
+//!
+//! The broker, not doppel, authenticates the devices and confines each to its own
+//! topics (e.g. Mosquitto's `pattern readwrite devices/%c/#`); doppel trusts the device
+//! id in the topic for the tenant this broker is attached to. Several doppel nodes can
+//! share the load through one shared subscription group (`$share/<group>/…`).
+//!
+//! Topics (the device id is in the topic, since the connection is the broker's):
+//!
+//! | topic | doppel does |
+//! | --- | --- |
+//! | `devices/{id}/messages/events/…` | telemetry → `RecordTelemetry` |
+//! | `devices/{id}/twin/reported` | reported properties (Plug and Play acks) → `ReportProperties` |
+//! | `devices/{id}/twin/desired` (published by doppel) | desired values an app set, with `$version` |
+//!
+//! Messages are acknowledged to the broker (QoS 1 PUBACK) only after the command is
+//! durable, so a crash before that makes the broker redeliver. A message that breaks
+//! the model is acknowledged and dropped (logged, counted): redelivering it would only
+//! fail again.
+
+use super::device_twin;
+use crate::server::AppState;
+use doppel_twins::events::TWIN_UPDATE;
+use doppel_twins::keys::shard_of;
+use doppel_twins::{load_twin, Command, ErrorKind};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// One `[[external_brokers]]` entry of the node's config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBroker {
+    /// The tenant whose devices publish on this broker.
+    pub tenant: String,
+    /// `host:port` of the broker.
+    pub address: String,
+    /// MQTT client id of this doppel node at the broker.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Shared-subscription group; nodes in one group split the devices' messages.
+    #[serde(default = "default_group")]
+    pub share_group: String,
+}
+
+fn default_client_id() -> String {
+    "doppel".into()
+}
+
+fn default_group() -> String {
+    "doppel".into()
+}
+
+impl ExternalBroker {
+    /// Checks the entry; the error names the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        doppel_twins::ids::check_tenant(&self.tenant)
+            .map_err(|e| anyhow::anyhow!("external_brokers.tenant '{}' {e}", self.tenant))?;
+        let (host, port) = self.address.rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!(
+                "external_brokers.address '{}' is not host:port",
+                self.address
+            )
+        })?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            anyhow::bail!(
+                "external_brokers.address '{}' is not host:port",
+                self.address
+            );
+        }
+        if self.share_group.is_empty() || self.share_group.contains(['/', '+', '#']) {
+            anyhow::bail!("external_brokers.share_group must be a plain name");
+        }
+        Ok(())
+    }
+}
+
+/// Counters for tests and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExternalStats {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// What a message on the broker means to doppel.
+#[derive(Debug, PartialEq)]
+enum Inbound<'a> {
+    Telemetry(&'a str),
+    Reported(&'a str),
+}
+
+fn classify(topic: &str) -> Option<Inbound<'_>> {
+    let rest = topic.strip_prefix("devices/")?;
+    let (id, tail) = rest.split_once('/')?;
+    if id.is_empty() {
+        return None;
+    }
+    if tail.starts_with("messages/events/") || tail == "messages/events" {
+        Some(Inbound::Telemetry(id))
+    } else if tail == "twin/reported" {
+        Some(Inbound::Reported(id))
+    } else {
+        None
+    }
+}
+
+/// Connects to the broker and serves the tenant's devices until the process ends.
+/// Reconnects with a back-off; the broker keeps QoS 1 messages meanwhile.
+pub fn attach(state: AppState, broker: ExternalBroker) -> Arc<ExternalStats> {
+    let stats = Arc::new(ExternalStats::default());
+    let (host, port) = broker
+        .address
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().unwrap_or(1883)))
+        .unwrap_or_else(|| (broker.address.clone(), 1883));
+    let mut opts = MqttOptions::new(&broker.client_id, host, port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_manual_acks(true);
+    opts.set_clean_session(false);
+    if let Some(user) = &broker.username {
+        opts.set_credentials(user, broker.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    tokio::spawn(push_desired(
+        state.clone(),
+        client.clone(),
+        broker.tenant.clone(),
+    ));
+    let s = stats.clone();
+    tokio::spawn(async move {
+        let filters = [
+            format!("$share/{}/devices/+/messages/events/#", broker.share_group),
+            format!("$share/{}/devices/+/twin/reported", broker.share_group),
+        ];
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(broker = %broker.address, tenant = %broker.tenant, "attached to external broker");
+                    for f in &filters {
+                        if let Err(e) = client.subscribe(f, QoS::AtLeastOnce).await {
+                            tracing::warn!(error = %e, filter = %f, "subscribe failed");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    handle(&state, &broker.tenant, &s, &p.topic, &p.payload).await;
+                    // Acknowledged only now: the change is durable (or was refused).
+                    if let Err(e) = client.ack(&p).await {
+                        tracing::warn!(error = %e, "cannot acknowledge to the broker");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(broker = %broker.address, error = %e, "external broker connection failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    stats
+}
+
+async fn handle(
+    state: &AppState,
+    tenant: &str,
+    stats: &ExternalStats,
+    topic: &str,
+    payload: &[u8],
+) {
+    let Some(kind) = classify(topic) else {
+        tracing::info!(topic, "message on an unknown topic dropped");
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let body: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(topic, error = %e, "message is not JSON; dropped");
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let cmd = match kind {
+        Inbound::Telemetry(id) => Command::RecordTelemetry {
+            tenant: tenant.to_owned(),
+            twin_id: id.to_owned(),
+            body,
+            source_time: None,
+        },
+        Inbound::Reported(id) => Command::ReportProperties {
+            tenant: tenant.to_owned(),
+            twin_id: id.to_owned(),
+            reported: body,
+        },
+    };
+    // Transient failures (overload, storage) are retried before the ack: the broker
+    // would not redeliver an acknowledged message.
+    for attempt in 0..5u32 {
+        match state.twins.execute(cmd.clone()).await {
+            Ok(_) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(crate::actors::ActorError::Propose(doppel_cluster::ProposeError::Rejected(e)))
+                if e.kind() != ErrorKind::Internal =>
+            {
+                tracing::info!(topic, reason = %e, "device message rejected");
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(topic, error = %e, attempt, "device message not stored yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    stats.rejected.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Publishes new desired values of the tenant's twins to `devices/{id}/twin/desired`.
+async fn push_desired(state: AppState, client: AsyncClient, tenant: String) {
+    let mut events = state.proposer.subscribe();
+    let mut pushed: HashMap<String, u64> = HashMap::new();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        if e.tenant != tenant || e.kind != TWIN_UPDATE {
+            continue;
+        }
+        let shard = shard_of(&tenant, &e.twin_id, state.shard_count);
+        let Ok(Some(twin)) = load_twin(&state.storage, shard, &tenant, &e.twin_id) else {
+            continue;
+        };
+        let since = pushed.get(&e.twin_id).copied().unwrap_or(0);
+        let Some(body) = device_twin::desired_patch(&twin, since) else {
+            continue;
+        };
+        let topic = format!("devices/{}/twin/desired", e.twin_id);
+        let payload = serde_json::to_vec(&body).unwrap_or_default();
+        match client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            Ok(()) => {
+                pushed.insert(e.twin_id.clone(), twin.desired_version);
+            }
+            Err(err) => tracing::warn!(error = %err, "desired update not published"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_the_device_and_the_kind() {
+        assert_eq!(
+            classify("devices/pump-1/messages/events/"),
+            Some(Inbound::Telemetry("pump-1"))
+        );
+        assert_eq!(
+            classify("devices/pump-1/messages/events/$.ct=application%2Fjson"),
+            Some(Inbound::Telemetry("pump-1"))
+        );
+        assert_eq!(
+            classify("devices/pump-1/twin/reported"),
+            Some(Inbound::Reported("pump-1"))
+        );
+        assert_eq!(classify("devices//twin/reported"), None);
+        assert_eq!(classify("devices/pump-1/twin/desired"), None);
+        assert_eq!(classify("other/pump-1"), None);
+    }
+
+    #[test]
+    fn config_entries_are_checked_by_field() {
+        let ok = ExternalBroker {
+            tenant: "default".into(),
+            address: "127.0.0.1:1883".into(),
+            client_id: "doppel".into(),
+            username: None,
+            password: None,
+            share_group: "doppel".into(),
+        };
+        assert!(ok.validate().is_ok());
+        let bad = ExternalBroker {
+            address: "nowhere".into(),
+            ..ok.clone()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("address"));
+        let bad = ExternalBroker {
+            tenant: "Bad Tenant".into(),
+            ..ok
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("tenant"));
+    }
+}
