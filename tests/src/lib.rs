@@ -170,6 +170,14 @@ impl Node {
         Ok(node)
     }
 
+    /// The `host:port` of the node's MQTT-over-TLS listener (`mqtts://…` banner line).
+    pub fn mqtts_addr(&self) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            let rest = l.split("mqtts://").nth(1)?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        })
+    }
+
     /// The `host:port` of the node's MQTT listener, from its `mqtt://…` banner line.
     pub fn mqtt_addr(&self) -> Option<String> {
         self.banner.iter().find_map(|l| {
@@ -646,7 +654,11 @@ pub struct EventStream {
 
 impl EventStream {
     pub async fn open(node: &Node, path: &str, token: &str) -> EventStream {
-        let api = node.api_with(Some(token));
+        Self::open_with(&node.api_with(Some(token)), path).await
+    }
+
+    /// Opens `path` with `api`'s client and token (e.g. an HTTPS client).
+    pub async fn open_with(api: &Api, path: &str) -> EventStream {
         let resp = api
             .request(Method::GET, path)
             .header("accept", "text/event-stream")

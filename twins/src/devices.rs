@@ -29,6 +29,10 @@ pub struct DeviceRecord {
     /// Base64 symmetric keys (16–64 bytes each).
     pub primary_key: String,
     pub secondary_key: String,
+    /// Lower-case hex SHA-256 of the device's X.509 certificate (DER), when it may
+    /// authenticate with a client certificate instead of a SAS token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_thumbprint: Option<String>,
     pub created: String,
     pub last_update_time: String,
 }
@@ -43,6 +47,9 @@ pub struct DeviceSpec {
     pub status_reason: Option<String>,
     pub primary_key: Option<String>,
     pub secondary_key: Option<String>,
+    /// `Some("")` removes the thumbprint; `None` keeps it.
+    #[serde(default)]
+    pub x509_thumbprint: Option<String>,
     pub fresh_keys: (String, String),
 }
 
@@ -62,9 +69,12 @@ impl DeviceRecord {
         }
         if include_keys {
             v["authentication"] = json!({
-                "type": "sas",
+                "type": if self.x509_thumbprint.is_some() { "selfSigned" } else { "sas" },
                 "symmetricKey": { "primaryKey": self.primary_key, "secondaryKey": self.secondary_key }
             });
+            if let Some(t) = &self.x509_thumbprint {
+                v["authentication"]["x509Thumbprint"] = json!({ "primaryThumbprint": t });
+            }
         }
         v
     }
@@ -84,6 +94,22 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks and normalises a SHA-256 certificate thumbprint (64 hex digits, any case,
+/// colons allowed) to lower-case hex.
+pub fn normalize_thumbprint(t: &str) -> Result<String, String> {
+    let hex: String = t
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{t}' is not a SHA-256 thumbprint (64 hex digits of the certificate's DER)"
+        ));
+    }
+    Ok(hex)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +126,19 @@ mod tests {
     }
 
     #[test]
+    fn thumbprints_are_sha256_hex() {
+        let t = "AB".repeat(32);
+        assert_eq!(normalize_thumbprint(&t).unwrap(), "ab".repeat(32));
+        let colons: Vec<String> = (0..32).map(|_| "AB".to_string()).collect();
+        assert_eq!(
+            normalize_thumbprint(&colons.join(":")).unwrap(),
+            "ab".repeat(32)
+        );
+        assert!(normalize_thumbprint("abcd").is_err());
+        assert!(normalize_thumbprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
     fn keys_are_shown_only_on_request() {
         let d = DeviceRecord {
             id: "pump-1".into(),
@@ -108,6 +147,7 @@ mod tests {
             status_reason: Some("stolen".into()),
             primary_key: "p".into(),
             secondary_key: "s".into(),
+            x509_thumbprint: None,
             created: "c".into(),
             last_update_time: "u".into(),
         };

@@ -1018,6 +1018,15 @@ impl StateMachine {
             (None, Some(_)) => None,
             (None, None) => old.and_then(|d| d.status_reason.clone()),
         };
+        let x509_thumbprint = match spec.x509_thumbprint.as_deref() {
+            None => old.and_then(|d| d.x509_thumbprint.clone()),
+            Some("") => None,
+            Some(t) => Some(crate::devices::normalize_thumbprint(t).map_err(|reason| {
+                TwinError::InvalidArgument(format!(
+                    "authentication.x509Thumbprint.primaryThumbprint {reason}"
+                ))
+            })?),
+        };
         let device = DeviceRecord {
             id: device_id.to_owned(),
             etag: stamp.etag(),
@@ -1025,6 +1034,7 @@ impl StateMachine {
             status_reason,
             primary_key,
             secondary_key,
+            x509_thumbprint,
             created: old.map_or_else(|| stamp.now.clone(), |d| d.created.clone()),
             last_update_time: stamp.now.clone(),
         };

@@ -187,6 +187,7 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
                         status_reason: None,
                         primary_key: None,
                         secondary_key: None,
+                        x509_thumbprint: None,
                         fresh_keys: (fresh_key(), fresh_key()),
                     },
                     condition: Condition::Always,

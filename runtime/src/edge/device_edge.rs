@@ -2,8 +2,9 @@
 //!
 //! - CONNECT: the user name is IoT Hub's `{hub}/{deviceId}/?api-version=…`; the first
 //!   DNS label of `{hub}` names the tenant (`default.doppel.local` → `default`); the
-//!   password is a SAS token signed with one of the device's two keys; the client id
-//!   must be the device id. Unknown device or bad token → "bad credentials"; a
+//!   password is a SAS token signed with one of the device's two keys, or, over TLS,
+//!   the device presents the X.509 certificate whose SHA-256 thumbprint it was
+//!   registered with; the client id must be the device id. Unknown device or bad token → "bad credentials"; a
 //!   disabled device → "not authorized".
 //! - PUBLISH telemetry (`devices/{id}/messages/events/…`) → `RecordTelemetry`;
 //!   reported properties (`$iothub/twin/PATCH/properties/reported/?$rid=`) →
@@ -118,14 +119,27 @@ impl DeviceEdge {
         let device = load_device(&self.state.storage, shard, tenant, id)
             .map_err(|_| ConnectRefusal::ServerUnavailable)?
             .ok_or(ConnectRefusal::BadCredentials)?;
-        let token = info
-            .password
-            .as_deref()
-            .ok_or(ConnectRefusal::BadCredentials)?;
+        // A registered X.509 certificate (its SHA-256 thumbprint) or a SAS token.
+        let by_certificate = match (&info.client_certificate, &device.x509_thumbprint) {
+            (Some(der), Some(thumb)) => {
+                use sha2::Digest;
+                let got: String = sha2::Sha256::digest(der)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                got == *thumb
+            }
+            _ => false,
+        };
         let now = Self::now_unix();
-        let valid = [&device.primary_key, &device.secondary_key]
-            .iter()
-            .any(|key| sas::verify_device_token(token, id, key, now).is_ok());
+        let by_token = || {
+            info.password.as_deref().is_some_and(|token| {
+                [&device.primary_key, &device.secondary_key]
+                    .iter()
+                    .any(|key| sas::verify_device_token(token, id, key, now).is_ok())
+            })
+        };
+        let valid = by_certificate || by_token();
         if !valid {
             return Err(ConnectRefusal::BadCredentials);
         }

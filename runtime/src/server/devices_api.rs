@@ -5,7 +5,10 @@
 //! `PUT /devices/{id}` creates (keys generated unless given) or updates (fields left
 //! out keep their value; `If-Match` guards against lost updates). Body, all optional:
 //! `{"status": "enabled"|"disabled", "statusReason": "…",
-//!   "authentication": {"type": "sas", "symmetricKey": {"primaryKey": "…", "secondaryKey": "…"}}}`
+//!   "authentication": {"type": "sas"|"selfSigned", "symmetricKey": {"primaryKey": "…", "secondaryKey": "…"},
+//!                      "x509Thumbprint": {"primaryThumbprint": "<SHA-256 hex of the device certificate>"}}}`
+//! A `selfSigned` device may connect over MQTT/TLS with that client certificate instead
+//! of a SAS token (its keys stay valid too).
 
 use super::api_error::{ApiError, ApiResult};
 use super::auth::Caller;
@@ -59,6 +62,7 @@ fn spec_from(body: &Value) -> ApiResult<DeviceSpec> {
         status_reason: None,
         primary_key: None,
         secondary_key: None,
+        x509_thumbprint: None,
         fresh_keys: (fresh_key(), fresh_key()),
     };
     for (k, v) in obj {
@@ -83,12 +87,32 @@ fn spec_from(body: &Value) -> ApiResult<DeviceSpec> {
                 )
             }
             "authentication" => {
-                if let Some(t) = v.get("type") {
-                    if t.as_str() != Some("sas") {
-                        return Err(ApiError::bad_request(format!(
-                            "authentication.type {t} is not supported; use \"sas\""
-                        )));
+                let kind = match v.get("type") {
+                    None => None,
+                    Some(t) => match t.as_str() {
+                        Some(k @ ("sas" | "selfSigned")) => Some(k),
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "authentication.type {t} is not supported; use \"sas\" or \"selfSigned\""
+                            )))
+                        }
+                    },
+                };
+                let thumb = v
+                    .get("x509Thumbprint")
+                    .and_then(|t| t.get("primaryThumbprint"));
+                match (kind, thumb) {
+                    (Some("selfSigned"), Some(Value::String(t))) => {
+                        spec.x509_thumbprint = Some(t.clone())
                     }
+                    (Some("selfSigned"), _) => {
+                        return Err(ApiError::bad_request(
+                            "authentication.x509Thumbprint.primaryThumbprint (SHA-256 hex of the device certificate) is required for selfSigned",
+                        ))
+                    }
+                    // Back to SAS only: forget the certificate.
+                    (Some("sas"), _) => spec.x509_thumbprint = Some(String::new()),
+                    _ => {}
                 }
                 let keys = v.get("symmetricKey").unwrap_or(&Value::Null);
                 let field = |name: &str| -> ApiResult<Option<String>> {
