@@ -219,8 +219,9 @@ impl DeviceEdge {
                     body,
                     source_time,
                 };
-                // Through the twin's actor, so its in-memory copy stays the durable state.
-                self.state.twins.execute(cmd).await.map_err(actor_refusal)?;
+                // Telemetry never changes the twin record, so no actor copy can go stale:
+                // straight to the commit path (whose bounded queue is the back-pressure).
+                self.state.proposer.propose(cmd).await.map_err(refusal)?;
             }
             DeviceTopic::TwinPatchReported { rid } => {
                 let reported = json(&payload)?;
