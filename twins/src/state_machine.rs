@@ -472,6 +472,7 @@ impl StateMachine {
         };
         if let Some(old) = &existing {
             if old.model != twin.model {
+                self.check_relationships_survive_remodel(out, tenant, shard, twin_id, &model)?;
                 out.delete(Family::Meta, keys::model_use(tenant, &old.model, twin_id));
             }
         }
@@ -627,6 +628,114 @@ impl StateMachine {
             })?;
         check_condition(Some(&existing.etag), condition, "twin")?;
         Ok((shard, existing))
+    }
+
+    /// A twin that changes its model keeps its relationships only if they still fit:
+    /// each outgoing one must be declared by the new model (target model and
+    /// maxMultiplicity included), and each incoming one must still accept it as target.
+    fn check_relationships_survive_remodel(
+        &mut self,
+        out: &Overlay<'_>,
+        tenant: &str,
+        shard: u32,
+        twin_id: &str,
+        model: &InterfaceModel,
+    ) -> Result<(), TwinError> {
+        let n = self.shard_count;
+        let broken = |path: String, why: String| {
+            TwinError::validation(
+                twin_id,
+                &model.id,
+                path,
+                format!(
+                    "changing the model to {} would break {why}; delete it first",
+                    model.id
+                ),
+            )
+        };
+        let mut per_name: std::collections::HashMap<String, u64> = Default::default();
+        let prefix = keys::rel_out_prefix(shard, tenant, twin_id);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = out.scan(Family::RelOut, &prefix, after.as_deref(), 256)?;
+            let done = page.len() < 256;
+            after = page.last().map(|(k, _)| k.clone());
+            for (_, v) in page {
+                let rel: RelationshipRecord = decode("relationship", &v)?;
+                let path = format!("/relationships/{}", rel.id);
+                let Some(def) = model.relationships.get(&rel.name) else {
+                    return Err(broken(
+                        path,
+                        format!("relationship '{}' ('{}' is not declared)", rel.id, rel.name),
+                    ));
+                };
+                if let Some(required) = &def.target {
+                    let target =
+                        load_twin(out, shard_of(tenant, &rel.target, n), tenant, &rel.target)?;
+                    if let Some(t) = target {
+                        let tm = self.model_of(out, tenant, &t)?;
+                        if !tm.is_or_extends(required) {
+                            return Err(broken(
+                                path,
+                                format!(
+                                    "relationship '{}' (its target must be a {required})",
+                                    rel.id
+                                ),
+                            ));
+                        }
+                    }
+                }
+                let count = per_name.entry(rel.name.clone()).or_default();
+                *count += 1;
+                if def.max_multiplicity.is_some_and(|max| *count > max) {
+                    return Err(broken(
+                        path,
+                        format!("the maxMultiplicity of '{}'", rel.name),
+                    ));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let prefix = keys::rel_in_prefix(shard, tenant, twin_id);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = out.scan(Family::RelIn, &prefix, after.as_deref(), 256)?;
+            let done = page.len() < 256;
+            after = page.last().map(|(k, _)| k.clone());
+            for (k, _) in page {
+                let Some((source, rel_id)) = keys::split_rel_in_tail(&k[prefix.len()..]) else {
+                    continue;
+                };
+                let Some(rel) = load_relationship(out, n, tenant, &source, &rel_id)? else {
+                    continue;
+                };
+                let Some(src) = load_twin(out, shard_of(tenant, &source, n), tenant, &source)?
+                else {
+                    continue;
+                };
+                let sm = self.model_of(out, tenant, &src)?;
+                if let Some(required) = sm
+                    .relationships
+                    .get(&rel.name)
+                    .and_then(|d| d.target.clone())
+                {
+                    if !model.is_or_extends(&required) {
+                        return Err(broken(
+                            format!("/incomingrelationships/{source}/{rel_id}"),
+                            format!(
+                                "incoming relationship '{rel_id}' of '{source}' (it must target a {required})"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn delete_twin(

@@ -2425,3 +2425,40 @@ fn connection_state_is_kept_on_the_twin_without_changing_its_etag() {
         "DigitalTwinNotFound",
     );
 }
+
+#[test]
+fn a_twin_changes_its_model_only_if_its_relationships_still_fit() {
+    let mut w = plant();
+    w.relate("d1", "r1", rel_body("l1", "feeds", json!({})))
+        .unwrap();
+    // l1 is the target of a `feeds` that must point at a Line: a Sensor will not do.
+    let e = w.err_no_writes(
+        put_twin(
+            TENANT,
+            "l1",
+            twin_body("l1", SENSOR, json!({})),
+            Condition::Always,
+        ),
+        "ValidationFailed",
+    );
+    assert!(e.to_string().contains("incoming relationship 'r1'"), "{e}");
+    // An AssemblyLine extends Line: fine.
+    w.ok(put_twin(
+        TENANT,
+        "l1",
+        twin_body("l1", ASSEMBLY_LINE, json!({})),
+        Condition::Always,
+    ));
+    // d1's outgoing `feeds` is not declared by Line.
+    let e = w.err_no_writes(
+        put_twin(
+            TENANT,
+            "d1",
+            twin_body("d1", LINE, json!({})),
+            Condition::Always,
+        ),
+        "ValidationFailed",
+    );
+    assert!(e.to_string().contains("relationship 'r1'"), "{e}");
+    assert_eq!(w.twin("d1").model, DEVICE);
+}
