@@ -743,6 +743,53 @@ pub fn https_client(trusted: &[rustls::pki_types::CertificateDer<'static>]) -> r
         .expect("https client")
 }
 
+/// A device program (a Python script driving a real MQTT client or SDK) that prints
+/// one JSON progress record per line; tests read the records in order.
+pub struct ScriptDevice {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl ScriptDevice {
+    /// Runs `program args…` with stdout piped; `what` says what to install if missing.
+    pub fn start(program: &Path, args: &[&str], what: &str) -> ScriptDevice {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} ({what}): {e}", program.display()));
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or(serde_json::json!({ "raw": line }));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        ScriptDevice { child, lines: rx }
+    }
+
+    /// The next record, which must be `{"step": step, …}`.
+    pub fn expect(&self, step: &str, within: Duration) -> Value {
+        let v = self
+            .lines
+            .recv_timeout(within)
+            .unwrap_or_else(|_| panic!("the device printed nothing while we waited for {step}"));
+        assert_eq!(v["step"], step, "the device said {v}");
+        v
+    }
+}
+
+impl Drop for ScriptDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

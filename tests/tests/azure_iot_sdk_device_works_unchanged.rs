@@ -7,20 +7,12 @@
 //! The SDK always dials port 8883 on its HostName, so this test binds
 //! 127.0.0.1:8883 and uses HostName `localhost`, which names the tenant `localhost`.
 
-use doppel_tests::{https_client, interface, self_signed, Api, Node};
+use doppel_tests::{https_client, interface, self_signed, Api, Node, ScriptDevice};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 const PUMP: &str = "dtmi:doppel:test:azure:Pump;1";
-
-struct SdkDevice {
-    child: std::process::Child,
-    lines: mpsc::Receiver<Value>,
-}
 
 /// The Python that has the SDK: its own virtualenv (it pins paho-mqtt < 2, which the
 /// other device tests cannot use), as `deploy/setup.sh` makes it.
@@ -36,6 +28,9 @@ fn sdk_python() -> std::path::PathBuf {
     cache.join("doppel/azure-sdk-venv/bin/python")
 }
 
+/// Microsoft's SDK device (tests/clients/azure_sdk_device.py).
+struct SdkDevice(ScriptDevice);
+
 impl SdkDevice {
     fn start(connection_string: &str, ca: &std::path::Path) -> SdkDevice {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/azure_sdk_device.py");
@@ -45,41 +40,21 @@ impl SdkDevice {
             "{} is missing: run deploy/setup.sh (it installs azure-iot-device in that virtualenv)",
             python.display()
         );
-        let mut child = Command::new(&python)
-            .args([script, "--connection-string", connection_string])
-            .args(["--ca-cert", ca.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the SDK's python runs");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or(json!({"raw": line}));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        SdkDevice { child, lines: rx }
+        SdkDevice(ScriptDevice::start(
+            &python,
+            &[
+                script,
+                "--connection-string",
+                connection_string,
+                "--ca-cert",
+                ca.to_str().unwrap(),
+            ],
+            "deploy/setup.sh installs azure-iot-device",
+        ))
     }
 
     fn expect(&self, step: &str) -> Value {
-        let v = self
-            .lines
-            .recv_timeout(Duration::from_secs(40))
-            .unwrap_or_else(|_| {
-                panic!("the SDK device printed nothing while we waited for {step}")
-            });
-        assert_eq!(v["step"], step, "the SDK device said {v}");
-        v
-    }
-}
-
-impl Drop for SdkDevice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.expect(step, Duration::from_secs(40))
     }
 }
 

@@ -6,12 +6,11 @@
 //! acknowledge it; disabling the device cuts it off at once.
 
 use doppel_protocols::sas::make_sas_token;
-use doppel_tests::{interface, EventStream, Node};
+use doppel_tests::{interface, EventStream, Node, ScriptDevice};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PUMP: &str = "dtmi:doppel:test:mqtt:Pump;1";
@@ -61,56 +60,35 @@ async fn pump_node() -> (Node, String) {
     (node, key)
 }
 
-/// Progress records of the python device, as they are printed.
-struct Device {
-    child: std::process::Child,
-    lines: mpsc::Receiver<Value>,
-}
+/// The paho Plug and Play device (tests/clients/pnp_device.py).
+struct Device(ScriptDevice);
 
 impl Device {
     fn start(port: &str, protocol: u8, device: &str, password: &str) -> Device {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/pnp_device.py");
-        let mut child = Command::new("python3")
-            .args([script, "--port", port, "--protocol", &protocol.to_string()])
-            .args([
+        let protocol = protocol.to_string();
+        let user = username(device);
+        Device(ScriptDevice::start(
+            Path::new("python3"),
+            &[
+                script,
+                "--port",
+                port,
+                "--protocol",
+                &protocol,
                 "--device",
                 device,
                 "--username",
-                &username(device),
+                &user,
                 "--password",
                 password,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs (deploy/setup.sh installs paho-mqtt)");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or(json!({"raw": line}));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        Device { child, lines: rx }
+            ],
+            "deploy/setup.sh installs python3 and paho-mqtt",
+        ))
     }
 
-    /// The next record, which must be `step`.
     fn expect(&self, step: &str) -> Value {
-        let v = self
-            .lines
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("device printed nothing while we waited for {step}"));
-        assert_eq!(v["step"], step, "device said {v}");
-        v
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.expect(step, Duration::from_secs(20))
     }
 }
 

@@ -159,13 +159,28 @@ impl Command {
     /// The shard whose state machine applies this command.
     pub fn shard(&self, shard_count: u32) -> u32 {
         use crate::keys::{shard_of, META_SHARD};
+        if let Some((tenant, twin_id)) = self.twin() {
+            return shard_of(tenant, twin_id, shard_count);
+        }
         match self {
-            Command::EnsureTenant { .. }
-            | Command::PutToken { .. }
-            | Command::RevokeToken { .. }
-            | Command::UploadModels { .. }
-            | Command::DeleteModel { .. }
-            | Command::SetModelDecommissioned { .. } => META_SHARD,
+            Command::PutRelationship { tenant, source, .. }
+            | Command::DeleteRelationship { tenant, source, .. } => {
+                shard_of(tenant, source, shard_count)
+            }
+            Command::PutDevice {
+                tenant, device_id, ..
+            }
+            | Command::DeleteDevice {
+                tenant, device_id, ..
+            } => shard_of(tenant, device_id, shard_count),
+            _ => META_SHARD,
+        }
+    }
+
+    /// The tenant and id of the twin whose record this command writes (twin
+    /// commands, telemetry, reported properties, connection state), if any.
+    pub fn twin(&self) -> Option<(&str, &str)> {
+        match self {
             Command::PutTwin {
                 tenant, twin_id, ..
             }
@@ -183,17 +198,8 @@ impl Command {
             }
             | Command::SetConnection {
                 tenant, twin_id, ..
-            } => shard_of(tenant, twin_id, shard_count),
-            Command::PutRelationship { tenant, source, .. }
-            | Command::DeleteRelationship { tenant, source, .. } => {
-                shard_of(tenant, source, shard_count)
-            }
-            Command::PutDevice {
-                tenant, device_id, ..
-            }
-            | Command::DeleteDevice {
-                tenant, device_id, ..
-            } => shard_of(tenant, device_id, shard_count),
+            } => Some((tenant, twin_id)),
+            _ => None,
         }
     }
 }

@@ -30,27 +30,7 @@ const ATTEMPTS: usize = 5;
 
 /// The twin's tenant and id, for commands that act on one twin.
 pub fn twin_target(cmd: &Command) -> Option<(&str, &str)> {
-    match cmd {
-        Command::PutTwin {
-            tenant, twin_id, ..
-        }
-        | Command::PatchTwin {
-            tenant, twin_id, ..
-        }
-        | Command::DeleteTwin {
-            tenant, twin_id, ..
-        }
-        | Command::RecordTelemetry {
-            tenant, twin_id, ..
-        }
-        | Command::ReportProperties {
-            tenant, twin_id, ..
-        }
-        | Command::SetConnection {
-            tenant, twin_id, ..
-        } => Some((tenant, twin_id)),
-        _ => None,
-    }
+    cmd.twin()
 }
 
 #[derive(Clone)]

@@ -24,10 +24,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, shard_of, Family};
+use doppel_twins::keys::{shard_of, Family};
 use doppel_twins::{
-    load_device, Command, DeviceRecord, DeviceSpec, DeviceStatus, Outcome, Role, StateRead,
-    TwinError,
+    load_device, Command, DeviceRecord, DeviceSpec, DeviceStatus, Outcome, Role, TwinError,
 };
 use rand::RngCore;
 use serde_json::Value;
@@ -202,47 +201,19 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
     let size = paging::page_size(&headers, &q, st.config.page_size, st.config.max_page_size)?;
-    let (mut shard, mut after) = match paging::decode_token(q.continuation_token.as_deref())? {
-        Some(tok) if tok.len() >= 4 => (
-            u32::from_be_bytes([tok[0], tok[1], tok[2], tok[3]]),
-            Some(tok[4..].to_vec()),
-        ),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "continuationToken is not a token this server issued",
-            ))
-        }
-        None => (0, None),
-    };
-    let mut items = Vec::new();
-    let mut next = None;
-    while shard < st.shard_count {
-        let prefix = keys::tenant_prefix(shard, caller.tenant());
-        let rows = st.storage.scan(
-            Family::Devices,
-            &prefix,
-            after.as_deref(),
-            size + 1 - items.len(),
-        )?;
-        for (k, v) in rows {
-            if items.len() == size {
-                // One more exists: resume after the last one returned.
-                let mut tok = shard.to_be_bytes().to_vec();
-                tok.extend_from_slice(after.as_deref().unwrap_or_default());
-                next = Some(paging::encode_token(&tok));
-                break;
-            }
+    let (items, next) = paging::scan_tenant_shards(
+        &st.storage,
+        Family::Devices,
+        caller.tenant(),
+        st.shard_count,
+        q.continuation_token.as_deref(),
+        size,
+        |v| {
             let d: DeviceRecord =
-                decode("device", &v).map_err(|e| ApiError::internal(e.to_string()))?;
-            items.push(d.to_json(false));
-            after = Some(k);
-        }
-        if next.is_some() {
-            break;
-        }
-        shard += 1;
-        after = None;
-    }
+                decode("device", v).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Some(d.to_json(false)))
+        },
+    )?;
     Ok(Json(paging::page(
         &headers,
         st.tls,

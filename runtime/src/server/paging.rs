@@ -109,3 +109,65 @@ pub fn page(
     }
     body
 }
+
+/// Pages through one tenant's records of `family` across all data shards, in shard
+/// then key order: up to `size` records that `keep` maps to an item, resuming after a
+/// continuation token (the shard, 4 bytes BE, then the last key returned). Returns the
+/// items and the token of the next page, if one more item exists.
+///
+/// Scanning is bounded: a filter that rejects everything still ends after one pass
+/// over the tenant's records.
+pub fn scan_tenant_shards<T>(
+    storage: &dyn doppel_twins::StateRead,
+    family: doppel_twins::keys::Family,
+    tenant: &str,
+    shard_count: u32,
+    token: Option<&str>,
+    size: usize,
+    mut keep: impl FnMut(&[u8]) -> ApiResult<Option<T>>,
+) -> ApiResult<(Vec<T>, Option<String>)> {
+    let (mut shard, mut after) = match decode_token(token)? {
+        Some(tok) if tok.len() >= 4 => (
+            u32::from_be_bytes([tok[0], tok[1], tok[2], tok[3]]),
+            Some(tok[4..].to_vec()),
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "continuationToken is not a token this server issued",
+            ))
+        }
+        None => (0, None),
+    };
+    let mut items = Vec::new();
+    let mut last_returned: Option<(u32, Vec<u8>)> = None;
+    while shard < shard_count {
+        let prefix = doppel_twins::keys::tenant_prefix(shard, tenant);
+        loop {
+            let rows = storage.scan(family, &prefix, after.as_deref(), 256)?;
+            let done = rows.len() < 256;
+            for (k, v) in rows {
+                after = Some(k.clone());
+                let Some(item) = keep(&v)? else {
+                    continue;
+                };
+                if items.len() == size {
+                    // One more exists: the next page resumes after the last one returned.
+                    let next = last_returned.map(|(s, key)| {
+                        let mut tok = s.to_be_bytes().to_vec();
+                        tok.extend_from_slice(&key);
+                        encode_token(&tok)
+                    });
+                    return Ok((items, next));
+                }
+                items.push(item);
+                last_returned = Some((shard, k));
+            }
+            if done {
+                break;
+            }
+        }
+        shard += 1;
+        after = None;
+    }
+    Ok((items, None))
+}

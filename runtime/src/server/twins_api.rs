@@ -16,10 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, shard_of, Family};
-use doppel_twins::{
-    load_twin, Command, Condition, Outcome, Role, StateRead, TwinError, TwinRecord,
-};
+use doppel_twins::keys::{shard_of, Family};
+use doppel_twins::{load_twin, Command, Condition, Outcome, Role, TwinError, TwinRecord};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -197,56 +195,22 @@ async fn list(
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    let (mut shard, mut after) = match paging::decode_token(q.page.continuation_token.as_deref())? {
-        Some(tok) if tok.len() >= 4 => (
-            u32::from_be_bytes([tok[0], tok[1], tok[2], tok[3]]),
-            Some(tok[4..].to_vec()),
-        ),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "continuationToken is not a token this server issued",
-            ))
-        }
-        None => (0, None),
-    };
-    let mut items = Vec::new();
-    let mut next = None;
-    let mut last_returned: Option<(u32, Vec<u8>)> = None;
-    // Scanning is bounded: at most `size` matches per page, and a model filter that
-    // rejects everything still ends after one pass over the tenant's twins.
-    'shards: while shard < st.shard_count {
-        let prefix = keys::tenant_prefix(shard, caller.tenant());
-        loop {
-            let rows = st
-                .storage
-                .scan(Family::Twins, &prefix, after.as_deref(), 256)?;
-            let done = rows.len() < 256;
-            for (k, v) in rows {
-                let twin: TwinRecord =
-                    decode("twin", &v).map_err(|e| ApiError::internal(e.to_string()))?;
-                after = Some(k.clone());
-                if q.model.as_deref().is_some_and(|m| m != twin.model) {
-                    continue;
-                }
-                if items.len() == size {
-                    // One more match exists: the next page resumes after the last one returned.
-                    if let Some((s, key)) = &last_returned {
-                        let mut tok = s.to_be_bytes().to_vec();
-                        tok.extend_from_slice(key);
-                        next = Some(paging::encode_token(&tok));
-                    }
-                    break 'shards;
-                }
-                items.push(twin.to_json());
-                last_returned = Some((shard, k));
-            }
-            if done {
-                break;
-            }
-        }
-        shard += 1;
-        after = None;
-    }
+    let (items, next) = paging::scan_tenant_shards(
+        &st.storage,
+        Family::Twins,
+        caller.tenant(),
+        st.shard_count,
+        q.page.continuation_token.as_deref(),
+        size,
+        |v| {
+            let twin: TwinRecord =
+                decode("twin", v).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(q.model
+                .as_deref()
+                .is_none_or(|m| m == twin.model)
+                .then(|| twin.to_json()))
+        },
+    )?;
     let model = q.model.clone().unwrap_or_default();
     let extra: Vec<(&str, &str)> = if q.model.is_some() {
         vec![("model", model.as_str())]
