@@ -166,12 +166,22 @@ impl Writer {
         let mut overlay = Overlay::new(&storage);
         let mut results = Vec::with_capacity(group.len());
         for p in &group {
-            let applied = {
+            // A bug in applying one command (a panic) must not take the commit thread,
+            // and with it every later write, down: that command is refused (its
+            // overlay is dropped, so it leaves no trace) and the group goes on.
+            let machine = &mut self.machine;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut tx = Overlay::new(&overlay);
-                self.machine
+                machine
                     .apply(&p.cmd, &p.stamp, &mut tx)
                     .map(|o| (o, tx.into_writes()))
-            };
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(command = ?p.cmd, "applying a command panicked; it was refused");
+                Err(TwinError::Store(doppel_twins::StoreError(
+                    "internal error while applying the command; it was not applied".into(),
+                )))
+            });
             match applied {
                 Ok((outcome, writes)) => {
                     overlay.extend(writes);

@@ -475,3 +475,29 @@ async fn bad_query_parameters_and_headers_are_400_json_errors() {
     r.assert_error(StatusCode::BAD_REQUEST, "InvalidArgument");
     assert_eq!(visible_state(&api).await, before);
 }
+
+#[tokio::test]
+async fn a_hostile_patch_is_refused_and_the_node_keeps_writing() {
+    // This shape once panicked inside json-patch's undo, on the commit thread, which
+    // would have stopped every later write of the node.
+    let (_node, api) = seeded(&[]).await;
+    let before = visible_state(&api).await;
+    api.patch(
+        "/digitaltwins/m1",
+        &json!([
+            {"op": "move", "from": "/label", "path": ""},
+            {"op": "remove", "path": "/speed"}
+        ]),
+    )
+    .await
+    .unwrap()
+    .assert_error(StatusCode::BAD_REQUEST, "InvalidArgument");
+    assert_eq!(visible_state(&api).await, before);
+    api.patch(
+        "/digitaltwins/m1",
+        &json!([{"op": "replace", "path": "/speed", "value": 11}]),
+    )
+    .await
+    .unwrap()
+    .expect(StatusCode::NO_CONTENT);
+}

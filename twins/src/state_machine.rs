@@ -371,7 +371,10 @@ impl StateMachine {
         }
         if let Some(meta) = body.get("$metadata").and_then(Value::as_object) {
             for (k, v) in meta {
-                if k != "$model" && !v.is_object() {
+                // System metadata a GET returns may come back in a PUT; it is ignored
+                // (the state machine keeps its own), as are per-property entries.
+                let system = matches!(k.as_str(), "$model" | "$lastUpdateTime" | "$connection");
+                if !system && !v.is_object() {
                     return Err(TwinError::InvalidArgument(format!(
                         "$metadata.{k} must be an object"
                     )));
@@ -521,7 +524,10 @@ impl StateMachine {
         let parsed: json_patch::Patch = serde_json::from_value(patch.clone())
             .map_err(|e| TwinError::InvalidArgument(format!("malformed JSON Patch: {e}")))?;
         let mut view = existing.patch_view();
-        json_patch::patch(&mut view, &parsed).map_err(|e| {
+        // `patch_unsafe`: the view is a scratch copy thrown away on error, so no undo is
+        // needed — and json-patch 5's undo panics on some failing patches (e.g. a
+        // `move` into its own child after an earlier op), which a client can send.
+        json_patch::patch_unsafe(&mut view, &parsed).map_err(|e| {
             TwinError::InvalidArgument(format!("JSON Patch cannot be applied: {e}"))
         })?;
         let Value::Object(view) = view else {

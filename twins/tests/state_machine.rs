@@ -2462,3 +2462,25 @@ fn a_twin_changes_its_model_only_if_its_relationships_still_fit() {
     assert!(e.to_string().contains("relationship 'r1'"), "{e}");
     assert_eq!(w.twin("d1").model, DEVICE);
 }
+
+#[test]
+fn a_failing_patch_after_successful_ops_is_rejected_not_a_panic() {
+    // json-patch's own undo panics on this shape (a later op fails after earlier ones
+    // applied); the state machine must answer it like any invalid patch.
+    let mut w = plant();
+    let before = w.twin("d1");
+    w.err_no_writes(
+        Command::PatchTwin {
+            tenant: TENANT.into(),
+            twin_id: "d1".into(),
+            // Found by tests/random_patches_never_panic.rs (seed 23758).
+            patch: json!([
+                {"op": "move", "from": "/motor", "path": ""},
+                {"op": "remove", "path": "/motor/rpm"}
+            ]),
+            condition: Condition::Always,
+        },
+        "InvalidArgument",
+    );
+    assert_eq!(w.twin("d1"), before);
+}
