@@ -94,7 +94,7 @@ fn random_json_patches_are_answered_without_panics_or_partial_writes() {
             .map(|d| d.as_nanos() as u64 | 1)
             .unwrap_or(1),
         Some(s) => s.parse().expect("DOPPEL_SEED is a number or \"random\""),
-        None => 0x5eed_d0bb_e1,
+        None => 0x005e_edd0_bbe1,
     };
     println!("seed {seed} (replay with DOPPEL_SEED={seed})");
     let mut rng = Rng(seed);
