@@ -1318,8 +1318,18 @@ pub fn load_twin(
     tenant: &str,
     id: &str,
 ) -> Result<Option<TwinRecord>, TwinError> {
-    match state.get(Family::Twins, &keys::twin(shard, tenant, id))? {
-        Some(b) => Ok(Some(decode("twin", &b)?)),
+    load_record(state, Family::Twins, &keys::twin(shard, tenant, id), "twin")
+}
+
+/// Reads and decodes one record, `None` when absent.
+fn load_record<T: serde::de::DeserializeOwned>(
+    state: &dyn StateRead,
+    family: Family,
+    key: &[u8],
+    kind: &'static str,
+) -> Result<Option<T>, TwinError> {
+    match state.get(family, key)? {
+        Some(b) => Ok(Some(decode(kind, &b)?)),
         None => Ok(None),
     }
 }
@@ -1331,10 +1341,12 @@ pub fn load_device(
     tenant: &str,
     id: &str,
 ) -> Result<Option<DeviceRecord>, TwinError> {
-    match state.get(Family::Devices, &keys::twin(shard, tenant, id))? {
-        Some(b) => Ok(Some(decode("device", &b)?)),
-        None => Ok(None),
-    }
+    load_record(
+        state,
+        Family::Devices,
+        &keys::twin(shard, tenant, id),
+        "device",
+    )
 }
 
 pub fn load_relationship(
@@ -1350,10 +1362,7 @@ pub fn load_relationship(
         source,
         rel_id,
     );
-    match state.get(Family::RelOut, &key)? {
-        Some(b) => Ok(Some(decode("relationship", &b)?)),
-        None => Ok(None),
-    }
+    load_record(state, Family::RelOut, &key, "relationship")
 }
 
 fn count_relationships(
