@@ -604,18 +604,7 @@ impl StateMachine {
                 changed: false,
             });
         }
-        twin.etag = stamp.etag();
-        twin.last_update_time = stamp.now.clone();
-        out.put(
-            Family::Twins,
-            keys::twin(shard, tenant, twin_id),
-            encode(&twin),
-        );
-        Ok(Outcome::Twin {
-            twin,
-            created: false,
-            changed: true,
-        })
+        Ok(store_changed(out, shard, tenant, twin, stamp))
     }
 
     /// The twin `twin_id` and its shard, if it exists and `condition` holds.
@@ -1057,18 +1046,7 @@ impl StateMachine {
                 )?;
             }
         }
-        twin.etag = stamp.etag();
-        twin.last_update_time = stamp.now.clone();
-        out.put(
-            Family::Twins,
-            keys::twin(shard, tenant, twin_id),
-            encode(&twin),
-        );
-        Ok(Outcome::Twin {
-            twin,
-            created: false,
-            changed: true,
-        })
+        Ok(store_changed(out, shard, tenant, twin, stamp))
     }
 
     // ---- devices ---------------------------------------------------------------
@@ -1309,6 +1287,28 @@ fn check_condition(
         (Condition::IfMatch(tag), None) => Err(TwinError::PreconditionFailed(format!(
             "If-Match {tag} was given but the {what} does not exist"
         ))),
+    }
+}
+
+/// Stamps a changed twin with a new etag and time, stores it, and reports it changed.
+fn store_changed(
+    out: &mut Overlay<'_>,
+    shard: u32,
+    tenant: &str,
+    mut twin: TwinRecord,
+    stamp: &Stamp,
+) -> Outcome {
+    twin.etag = stamp.etag();
+    twin.last_update_time = stamp.now.clone();
+    out.put(
+        Family::Twins,
+        keys::twin(shard, tenant, &twin.id),
+        encode(&twin),
+    );
+    Outcome::Twin {
+        twin,
+        created: false,
+        changed: true,
     }
 }
 

@@ -15,10 +15,10 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::extract::{Path, Query};
 use super::paging::{self, PageQuery};
-use super::twins_api::condition;
+use super::twins_api::{condition, with_etag};
 use super::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,11 +38,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn device_response(status: StatusCode, d: &DeviceRecord) -> Response {
-    let mut resp = (status, Json(d.to_json(true))).into_response();
-    if let Ok(v) = HeaderValue::from_str(&d.etag) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-    resp
+    with_etag((status, Json(d.to_json(true))).into_response(), &d.etag)
 }
 
 fn fresh_key() -> String {

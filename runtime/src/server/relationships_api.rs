@@ -6,10 +6,10 @@ use super::auth::Caller;
 use super::body::JsonBody;
 use super::extract::{Path, Query};
 use super::paging::{self, PageQuery};
-use super::twins_api::condition;
+use super::twins_api::{condition, with_etag};
 use super::AppState;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,11 +34,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn rel_response(rel: &RelationshipRecord) -> Response {
-    let mut resp = Json(rel.to_json()).into_response();
-    if let Ok(v) = HeaderValue::from_str(&rel.etag) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-    resp
+    with_etag(Json(rel.to_json()).into_response(), &rel.etag)
 }
 
 fn ensure_twin(st: &AppState, tenant: &str, id: &str) -> ApiResult<()> {

@@ -58,7 +58,8 @@ pub fn condition(headers: &HeaderMap) -> ApiResult<Condition> {
     }
 }
 
-fn with_etag(mut resp: Response, etag: &str) -> Response {
+/// Sets the `ETag` header of a response.
+pub fn with_etag(mut resp: Response, etag: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
