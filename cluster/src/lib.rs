@@ -5,6 +5,7 @@
 //! QUIC transport in front of the same state machine and storage layout.
 
 pub mod group_commit;
+pub mod raft;
 pub mod storage;
 
 pub use group_commit::{CommitStats, ProposeError, Proposer};

@@ -48,6 +48,69 @@ pub struct ChangeEvent {
     pub patch: Option<Value>,
 }
 
+/// Every event type, for turning a stored or transmitted type name back into its constant.
+pub const ALL_KINDS: [&str; 12] = [
+    TWIN_CREATE,
+    TWIN_UPDATE,
+    TWIN_DELETE,
+    RELATIONSHIP_CREATE,
+    RELATIONSHIP_UPDATE,
+    RELATIONSHIP_DELETE,
+    TELEMETRY,
+    DEVICE_CREATE,
+    DEVICE_UPDATE,
+    DEVICE_DELETE,
+    DEVICE_CONNECTED,
+    DEVICE_DISCONNECTED,
+];
+
+/// A [`ChangeEvent`] as it travels in a Raft log entry (every field owned, JSON values
+/// as text so that any binary codec carries them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WireEvent {
+    pub tenant: String,
+    pub kind: String,
+    pub twin_id: String,
+    pub model: Option<String>,
+    pub time: String,
+    pub data: String,
+    pub patch: Option<String>,
+}
+
+impl From<&ChangeEvent> for WireEvent {
+    fn from(e: &ChangeEvent) -> Self {
+        WireEvent {
+            tenant: e.tenant.clone(),
+            kind: e.kind.to_owned(),
+            twin_id: e.twin_id.clone(),
+            model: e.model.clone(),
+            time: e.time.clone(),
+            data: e.data.to_string(),
+            patch: e.patch.as_ref().map(|p| p.to_string()),
+        }
+    }
+}
+
+impl WireEvent {
+    /// Back to a [`ChangeEvent`]; `None` for an unknown type or unparsable JSON (an
+    /// entry written by a newer release), which the caller logs and skips.
+    pub fn to_event(&self) -> Option<ChangeEvent> {
+        let kind = ALL_KINDS.iter().find(|k| **k == self.kind)?;
+        Some(ChangeEvent {
+            tenant: self.tenant.clone(),
+            kind,
+            twin_id: self.twin_id.clone(),
+            model: self.model.clone(),
+            time: self.time.clone(),
+            data: serde_json::from_str(&self.data).ok()?,
+            patch: match &self.patch {
+                Some(p) => Some(serde_json::from_str(p).ok()?),
+                None => None,
+            },
+        })
+    }
+}
+
 /// The event a successfully applied command produced, if any.
 pub fn change_event(cmd: &Command, outcome: &Outcome, stamp: &Stamp) -> Option<ChangeEvent> {
     let event = |tenant: &str, kind, twin_id: &str, model: Option<&str>, data, patch| ChangeEvent {

@@ -20,7 +20,9 @@
 //! relationships and telemetry to the data shard `shard_of(tenant, twin_id)`.
 
 /// The column families doppel's state lives in. Storage maps each to a RocksDB CF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Family {
     Twins,
     RelOut,

@@ -23,7 +23,7 @@ pub mod twin;
 pub use command::{Command, Condition, Outcome, Stamp};
 pub use devices::{DeviceRecord, DeviceSpec, DeviceStatus};
 pub use error::{ErrorKind, TwinError};
-pub use events::{change_event, ChangeEvent};
+pub use events::{change_event, ChangeEvent, WireEvent};
 pub use models::ModelRecord;
 pub use relationship::RelationshipRecord;
 pub use state_machine::{load_device, load_relationship, load_twin, StateMachine};

@@ -37,7 +37,7 @@ pub trait StateRead {
 }
 
 /// One effect of applying commands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Write {
     Put {
         family: Family,
