@@ -1,12 +1,20 @@
-//! doppel-cluster: where doppel's state lives and how it is made durable.
+//! doppel-cluster: where doppel's state lives, how it is replicated and made durable.
 //!
-//! Today: the node's RocksDB ([`storage`]) and the group-commit path that applies
-//! `Command`s to it ([`group_commit`]). The cluster issue adds openraft groups and the
-//! QUIC transport in front of the same state machine and storage layout.
+//! - [`storage`]: the node's one RocksDB (twin state and Raft log/state);
+//! - [`raft`]: one openraft group per data shard plus the meta group, with RocksDB
+//!   log and state-machine stores ([`raft::store`]) and a network over the transport;
+//! - [`transport`]: one QUIC connection per node pair, mutual TLS with the cluster's
+//!   own CA ([`certs`]);
+//! - [`node`]: a node's groups, membership (form / join), read barriers, status;
+//! - [`proposer`]: from a `Command` to a replicated, applied write set.
 
-pub mod group_commit;
+pub mod certs;
+pub mod node;
+pub mod proposer;
 pub mod raft;
+pub mod rpc;
 pub mod storage;
+pub mod transport;
 
-pub use group_commit::{CommitStats, ProposeError, Proposer};
+pub use proposer::{CommitStats, ProposeError, Proposer};
 pub use storage::{Storage, StorageConfig, StorageError};

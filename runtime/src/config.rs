@@ -46,6 +46,24 @@ pub struct NodeConfig {
     pub tenant_max_restarts: u32,
     pub tenant_restart_window_ms: u64,
     pub tenant_suspend_ms: u64,
+    /// This node's id in its cluster (unique, positive).
+    pub node_id: u64,
+    /// QUIC address for the other nodes of the cluster; unset = a single node.
+    pub cluster_addr: Option<String>,
+    /// The address peers dial, if not `cluster_addr` (e.g. a host name in containers).
+    pub cluster_advertise: Option<String>,
+    /// Existing members to ask for admission when this node is new (`host:port`).
+    pub join: Vec<String>,
+    /// Directory with `ca.pem`, `node-<id>.pem`, `node-<id>.key` (`doppel cluster init`).
+    pub cluster_certs: Option<PathBuf>,
+    /// Raft heartbeat interval and election timeout range (ms).
+    pub raft_heartbeat_ms: u64,
+    pub raft_election_timeout_min_ms: u64,
+    pub raft_election_timeout_max_ms: u64,
+    /// Snapshot a group after this many applied entries (and purge its log before it).
+    pub raft_snapshot_every: u64,
+    /// Enables `POST /cluster/fault` (network isolation for fault tests). Never in production.
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +89,16 @@ impl Default for NodeConfig {
             tenant_max_restarts: 10,
             tenant_restart_window_ms: 10_000,
             tenant_suspend_ms: 30_000,
+            node_id: 1,
+            cluster_addr: None,
+            cluster_advertise: None,
+            join: Vec::new(),
+            cluster_certs: None,
+            raft_heartbeat_ms: 100,
+            raft_election_timeout_min_ms: 300,
+            raft_election_timeout_max_ms: 600,
+            raft_snapshot_every: 20_000,
+            fault_injection: false,
         }
     }
 }
@@ -157,6 +185,7 @@ impl NodeConfig {
                 self.max_page_size
             );
         }
+        self.cluster_config()?;
         if self.write_queue == 0 || self.max_commit_batch == 0 {
             anyhow::bail!("write_queue and max_commit_batch must be positive");
         }
@@ -180,6 +209,62 @@ impl NodeConfig {
     }
 
     /// The actor runtime's settings, in typed units.
+    /// The Raft/cluster part of the configuration, checked.
+    pub fn cluster_config(&self) -> anyhow::Result<doppel_cluster::node::ClusterConfig> {
+        if self.node_id == 0 {
+            anyhow::bail!("node_id: must be positive");
+        }
+        let listen = match self.cluster_addr.as_deref().filter(|a| !a.is_empty()) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "cluster_addr: '{text}' is not an address like 127.0.0.1:7001 ({e})"
+                )
+            })?),
+        };
+        if listen.is_none() && !self.join.is_empty() {
+            anyhow::bail!(
+                "join: a joining node needs cluster_addr (--cluster-addr) so peers can reach it"
+            );
+        }
+        if listen.is_some() && self.cluster_certs.is_none() {
+            anyhow::bail!(
+                "cluster_certs: a cluster node needs the cluster's certificates (--cluster-certs DIR; make them with `doppel cluster init`)"
+            );
+        }
+        if self.raft_heartbeat_ms == 0
+            || self.raft_election_timeout_min_ms <= self.raft_heartbeat_ms
+            || self.raft_election_timeout_max_ms <= self.raft_election_timeout_min_ms
+        {
+            anyhow::bail!(
+                "raft_election_timeout_min_ms/max_ms: need 0 < heartbeat ({}) < min ({}) < max ({})",
+                self.raft_heartbeat_ms,
+                self.raft_election_timeout_min_ms,
+                self.raft_election_timeout_max_ms
+            );
+        }
+        if self.raft_snapshot_every < 100 {
+            anyhow::bail!(
+                "raft_snapshot_every: {} is too small (minimum 100)",
+                self.raft_snapshot_every
+            );
+        }
+        Ok(doppel_cluster::node::ClusterConfig {
+            node_id: self.node_id,
+            listen,
+            advertise: self.cluster_advertise.clone().filter(|a| !a.is_empty()),
+            join: self.join.clone(),
+            certs_dir: self.cluster_certs.clone(),
+            shard_count: self.shard_count,
+            heartbeat_ms: self.raft_heartbeat_ms,
+            election_timeout_ms: (
+                self.raft_election_timeout_min_ms,
+                self.raft_election_timeout_max_ms,
+            ),
+            snapshot_every: self.raft_snapshot_every,
+        })
+    }
+
     pub fn actor_settings(&self) -> crate::actors::ActorSettings {
         use std::time::Duration;
         crate::actors::ActorSettings {

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod edge;
+pub mod routing;
 pub mod server;
 pub mod tls;

@@ -58,6 +58,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: doppel_runtime::client::TokensCmd,
     },
+    /// Cluster certificates (init, add-node) and health (status).
+    Cluster {
+        #[command(subcommand)]
+        cmd: doppel_runtime::client::ClusterCmd,
+    },
     /// Start a node with a sample factory and simulated MQTT devices, and show how to watch it.
     Demo(demo::DemoArgs),
     /// Benchmarks that print their figure beside a baseline measured in the same run.
@@ -100,6 +105,24 @@ struct ServeArgs {
     /// Number of data shards, fixed when the data directory is created [default: 64]
     #[arg(long)]
     shards: Option<u32>,
+    /// This node's id in its cluster [default: 1]
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// QUIC address for the other nodes (makes this node a cluster member)
+    #[arg(long)]
+    cluster_addr: Option<String>,
+    /// The address peers dial, if not --cluster-addr
+    #[arg(long)]
+    cluster_advertise: Option<String>,
+    /// A member to ask for admission when this node is new (repeatable)
+    #[arg(long)]
+    join: Vec<String>,
+    /// Directory with the cluster CA and this node's certificate (`doppel cluster init`)
+    #[arg(long)]
+    cluster_certs: Option<PathBuf>,
+    /// Enable POST /cluster/fault (network isolation, for fault tests only)
+    #[arg(long, hide = true)]
+    fault_injection: bool,
 }
 
 impl ServeArgs {
@@ -137,6 +160,22 @@ impl ServeArgs {
         if let Some(v) = self.shards {
             c.shard_count = v;
         }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.cluster_addr {
+            c.cluster_addr = Some(v);
+        }
+        if let Some(v) = self.cluster_advertise {
+            c.cluster_advertise = Some(v);
+        }
+        if !self.join.is_empty() {
+            c.join = self.join;
+        }
+        if let Some(v) = self.cluster_certs {
+            c.cluster_certs = Some(v);
+        }
+        c.fault_injection |= self.fault_injection;
         Ok(c)
     }
 }
@@ -160,6 +199,7 @@ fn main() {
             Cmd::Rel { opts, cmd } => doppel_runtime::client::run_rel(&opts, cmd).await,
             Cmd::Tokens { opts, cmd } => doppel_runtime::client::run_tokens(&opts, cmd).await,
             Cmd::Devices { opts, cmd } => doppel_runtime::client::run_devices(&opts, cmd).await,
+            Cmd::Cluster { cmd } => doppel_runtime::client::run_cluster(cmd).await,
             Cmd::Bench(cmd) => doppel_runtime::bench::run(cmd).await.map(|()| 0),
         };
         result.unwrap_or_else(|e| {
@@ -171,7 +211,7 @@ fn main() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging("info");
+    init_logging("info,openraft=warn");
     let config = args.into_config()?;
     let started = start_node(config).await?;
     println!("{}", started.serving_line());

@@ -26,6 +26,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// How long a node may take to print its URL after being started.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM (its own grace period is 10 s).
@@ -93,6 +95,9 @@ pub struct Node {
     /// Lines the current process printed on stdout after its URL line.
     stdout: Option<mpsc::Receiver<String>>,
     starts: usize,
+    /// The admin token to use when the data directory has no `admin.token` (a node that
+    /// joined a cluster uses the token of the node that formed it).
+    fixed_token: Option<String>,
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub url: String,
     /// The admin bearer token from `<data-dir>/admin.token`.
@@ -134,6 +139,44 @@ impl Node {
         Self::launch(root, data_dir, args)
     }
 
+    /// A cluster member: `serve` with `extra` (cluster flags included) on a fresh data
+    /// directory; `token` is the cluster's admin token when this node joins.
+    pub fn start_member(extra: &[&str], token: Option<String>) -> Result<Node> {
+        let root = tempfile::Builder::new()
+            .prefix("doppel-member-")
+            .tempdir()?;
+        let data_dir = root.path().join("data");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+            "--mqtt".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = Node {
+            root,
+            data_dir,
+            args,
+            child: None,
+            stdout: None,
+            starts: 0,
+            fixed_token: token,
+            url: String::new(),
+            token: String::new(),
+            banner: Vec::new(),
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// Whether the node's process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// `doppel demo` on a fresh temporary data directory, both listeners on loopback
     /// port 0, with extra `demo` arguments (e.g. `--machines 3`). Returns once the demo
     /// has set up its sample and printed its `serving` line; its guide follows on
@@ -162,6 +205,7 @@ impl Node {
             child: None,
             stdout: None,
             starts: 0,
+            fixed_token: None,
             url: String::new(),
             token: String::new(),
             banner: Vec::new(),
@@ -272,10 +316,14 @@ impl Node {
             }
         }
         self.stdout = Some(rx);
-        self.token = std::fs::read_to_string(self.data_dir.join("admin.token"))
-            .context("reading admin.token")?
-            .trim()
-            .to_owned();
+        self.token = match (
+            &self.fixed_token,
+            std::fs::read_to_string(self.data_dir.join("admin.token")),
+        ) {
+            (_, Ok(t)) => t.trim().to_owned(),
+            (Some(t), Err(_)) => t.clone(),
+            (None, Err(e)) => return Err(e).context("reading admin.token"),
+        };
         Ok(())
     }
 

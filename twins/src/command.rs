@@ -205,7 +205,7 @@ impl Command {
 }
 
 /// What applying a command produced, for the caller's response.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Done,
     /// `changed` is false when a patch left the twin as it was (no write, same etag).

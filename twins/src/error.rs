@@ -9,7 +9,7 @@ use crate::store::StoreError;
 use doppel_schemas::ModelErrors;
 
 /// The class of an error, independent of any protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// The request is malformed or violates the model (HTTP 400).
     Invalid,
@@ -78,6 +78,14 @@ pub enum TwinError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
+    /// An error decided on another node (the shard leader a request was forwarded to),
+    /// carried with its class, code and message.
+    #[error("{message}")]
+    Remote {
+        kind: ErrorKind,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl TwinError {
@@ -102,6 +110,7 @@ impl TwinError {
             | TwinHasDevice { .. } => ErrorKind::Conflict,
             PreconditionFailed(_) => ErrorKind::PreconditionFailed,
             Store(_) | Corrupt(_) => ErrorKind::Internal,
+            Remote { kind, .. } => *kind,
         }
     }
 
@@ -109,6 +118,7 @@ impl TwinError {
     pub fn code(&self) -> &'static str {
         use TwinError::*;
         match self {
+            Remote { code, .. } => code,
             InvalidId { .. } | InvalidArgument(_) => "InvalidArgument",
             Validation { .. } => "ValidationFailed",
             ModelNotFound { .. } | TwinModelUnknown { .. } => "ModelNotFound",
@@ -125,6 +135,38 @@ impl TwinError {
             DeviceNotFound { .. } => "DeviceNotFound",
             TwinHasDevice { .. } => "DigitalTwinHasDevice",
             Store(_) | Corrupt(_) => "InternalServerError",
+        }
+    }
+
+    /// An error another node decided, from its class, code and message as they travelled.
+    pub fn remote(kind: ErrorKind, code: &str, message: String) -> Self {
+        const CODES: [&str; 17] = [
+            "InvalidArgument",
+            "ValidationFailed",
+            "ModelNotFound",
+            "ModelDecommissioned",
+            "ModelIdAlreadyExists",
+            "ModelInUse",
+            "ModelReferencesNotDeleted",
+            "DTDLParserError",
+            "DigitalTwinNotFound",
+            "DigitalTwinHasRelationships",
+            "RelationshipNotFound",
+            "PreconditionFailed",
+            "TokenNotFound",
+            "DeviceNotFound",
+            "DigitalTwinHasDevice",
+            "InternalServerError",
+            "ServiceUnavailable",
+        ];
+        TwinError::Remote {
+            kind,
+            code: CODES
+                .iter()
+                .find(|c| **c == code)
+                .copied()
+                .unwrap_or("InternalServerError"),
+            message,
         }
     }
 

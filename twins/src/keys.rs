@@ -6,10 +6,11 @@
 //! ```text
 //! twins       shard | tenant \0 | twin_id                          -> Twin record
 //! rel_out     shard | tenant \0 | source \0 | rel_id                -> Relationship record
-//! rel_in      shard | tenant \0 | target \0 | source \0 | rel_id    -> ()   (on the target's shard)
+//! rel_in      shard | tenant \0 | target \0 | source \0 | rel_id    -> ()   (on the SOURCE's shard)
 //! telemetry   shard | tenant \0 | twin \0 | name \0 | ts_ms (u64 BE) | seq (u32 BE) -> value
 //! devices     shard | tenant \0 | twin_id                          -> Device record (the twin's device)
-//! meta        META  | tenant \0 | kind \0 | …                       -> tenants, models, tokens, model use
+//! meta        META  | tenant \0 | kind \0 | id                     -> tenants, models, tokens, config
+//! meta        shard | tenant \0 | model_use \0 | model \0 | twin   -> ()   (on the twin's shard)
 //! ```
 //!
 //! Tenants, twin ids, relationship ids and telemetry names never contain `\0` (their
@@ -17,7 +18,33 @@
 //! prefix scans never bleed into a neighbour (`tenant\0` is not a prefix of `tenant2\0`).
 //!
 //! Models, tokens and tenants belong to the meta shard ([`META_SHARD`]); twins,
-//! relationships and telemetry to the data shard `shard_of(tenant, twin_id)`.
+//! relationships, telemetry and devices to the data shard `shard_of(tenant, twin_id)`.
+//!
+//! **Shard-locality rule:** every key a command writes starts with the prefix of the
+//! shard [`crate::Command::shard`] assigns the command to, so that a shard's Raft log
+//! and its snapshot (the key range of its 4-byte prefix, in every family) hold all of
+//! its state. Hence the two indexes that point across twins live with the twin whose
+//! command writes them:
+//! - `rel_in` is written by the relationship's command, which runs on the *source*'s
+//!   shard: finding the relationships *into* a twin scans `rel_in_prefix(s, tenant,
+//!   target)` for every data shard `s` in `0..shard_count`;
+//! - `model_use` is written by twin commands, so it lives on the *twin*'s shard (in the
+//!   `meta` family): "is model M in use" scans `model_use_prefix(s, tenant, M)` for
+//!   every data shard `s`.
+//!
+//! Reading other shards while evaluating a command is fine (the shard leader
+//! evaluates and replicates the resulting writes); only writes must stay in the shard.
+
+/// The version of this key layout, stored with the data so that a node refuses a data
+/// directory written with another layout.
+///
+/// - 1: `rel_in` on the *target* twin's shard; `model_use` under the meta shard
+///   (`META | tenant \0 | model_use \0 | model \0 | twin`).
+/// - 2: `rel_in` on the *source* twin's shard (`shard(source) | tenant \0 | target \0 |
+///   source \0 | rel_id`); `model_use` on the twin's shard (`shard(twin) | tenant \0 |
+///   model_use \0 | model \0 | twin`, meta family), so that every command writes only
+///   keys of its own shard.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// The column families doppel's state lives in. Storage maps each to a RocksDB CF.
 #[derive(
@@ -107,10 +134,14 @@ pub fn rel_out(shard: u32, tenant: &str, source: &str, rel_id: &str) -> Vec<u8> 
     k
 }
 
+/// The `rel_in` entries of `target` held by data shard `shard` (the shard of their
+/// sources): one data shard's part of the incoming relationships of `target`.
 pub fn rel_in_prefix(shard: u32, tenant: &str, target: &str) -> Vec<u8> {
     push(start(shard, tenant), target)
 }
 
+/// The incoming-relationship index entry of `source`'s relationship `rel_id` to
+/// `target`; `shard` is the shard of `source` (the shard that writes it).
 pub fn rel_in(shard: u32, tenant: &str, target: &str, source: &str, rel_id: &str) -> Vec<u8> {
     let mut k = push(rel_in_prefix(shard, tenant, target), source);
     k.extend_from_slice(rel_id.as_bytes());
@@ -148,7 +179,6 @@ pub fn telemetry(
 pub enum MetaKind {
     Tenant,
     Model,
-    ModelUse,
     Token,
     Config,
 }
@@ -158,12 +188,15 @@ impl MetaKind {
         match self {
             MetaKind::Tenant => "tenant",
             MetaKind::Model => "model",
-            MetaKind::ModelUse => "model_use",
             MetaKind::Token => "token",
             MetaKind::Config => "config",
         }
     }
 }
+
+/// The kind tag of `model_use` records (meta family, data shards). Distinct from every
+/// [`MetaKind`] tag, though those only occur under [`META_SHARD`] anyway.
+const MODEL_USE_TAG: &str = "model_use";
 
 pub fn meta_prefix(tenant: &str, kind: MetaKind) -> Vec<u8> {
     push(start(META_SHARD, tenant), kind.tag())
@@ -175,13 +208,16 @@ pub fn meta(tenant: &str, kind: MetaKind, id: &str) -> Vec<u8> {
     k
 }
 
-/// `model_use` records: which twins use a model (to refuse deleting a model in use).
-pub fn model_use_prefix(tenant: &str, model: &str) -> Vec<u8> {
-    push(meta_prefix(tenant, MetaKind::ModelUse), model)
+/// `model_use` records of data shard `shard`: which of its twins use `model` (to
+/// refuse deleting a model in use). "Is the model in use" scans every data shard.
+pub fn model_use_prefix(shard: u32, tenant: &str, model: &str) -> Vec<u8> {
+    push(push(start(shard, tenant), MODEL_USE_TAG), model)
 }
 
-pub fn model_use(tenant: &str, model: &str, twin_id: &str) -> Vec<u8> {
-    let mut k = model_use_prefix(tenant, model);
+/// The record that twin `twin_id` (on data shard `shard`, its own) uses `model`;
+/// family [`Family::Meta`].
+pub fn model_use(shard: u32, tenant: &str, model: &str, twin_id: &str) -> Vec<u8> {
+    let mut k = model_use_prefix(shard, tenant, model);
     k.extend_from_slice(twin_id.as_bytes());
     k
 }
@@ -242,6 +278,17 @@ mod tests {
             split_rel_in_tail(&k[p.len()..]),
             Some(("src".into(), "r1".into()))
         );
+    }
+
+    #[test]
+    fn model_use_lives_on_the_given_data_shard() {
+        let k = model_use(5, "t", "dtmi:x;1", "pump");
+        assert!(k.starts_with(&5u32.to_be_bytes()));
+        assert!(k.starts_with(&model_use_prefix(5, "t", "dtmi:x;1")));
+        assert!(k.starts_with(&tenant_prefix(5, "t")));
+        assert!(!k.starts_with(&model_use_prefix(5, "t", "dtmi:x;")));
+        // Not confused with a meta-shard record of the same tenant.
+        assert!(!k.starts_with(&start(META_SHARD, "t")));
     }
 
     #[test]

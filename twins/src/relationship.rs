@@ -1,7 +1,8 @@
 //! Relationships (edges of the twin graph) as stored, and their ADT JSON shape.
 //!
-//! The outgoing record lives on the source twin's shard (`rel_out`); an index entry on
-//! the target twin's shard (`rel_in`) answers "who points at me" without a scan.
+//! The outgoing record (`rel_out`) and an index entry keyed by target (`rel_in`) both
+//! live on the source twin's shard, the shard whose command writes them; "who points
+//! at me" is answered by one prefix scan of `rel_in` per data shard (see `keys`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

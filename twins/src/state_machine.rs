@@ -267,17 +267,7 @@ impl StateMachine {
                 model: model.to_owned(),
             });
         }
-        if let Some((k, _)) = out
-            .scan(
-                Family::Meta,
-                &keys::model_use_prefix(tenant, model),
-                None,
-                1,
-            )?
-            .pop()
-        {
-            let prefix_len = keys::model_use_prefix(tenant, model).len();
-            let twin = String::from_utf8_lossy(&k[prefix_len..]).into_owned();
+        if let Some(twin) = first_twin_using(out, self.shard_count, tenant, model)? {
             return Err(TwinError::ModelInUse {
                 model: model.to_owned(),
                 twin,
@@ -476,12 +466,15 @@ impl StateMachine {
         if let Some(old) = &existing {
             if old.model != twin.model {
                 self.check_relationships_survive_remodel(out, tenant, shard, twin_id, &model)?;
-                out.delete(Family::Meta, keys::model_use(tenant, &old.model, twin_id));
+                out.delete(
+                    Family::Meta,
+                    keys::model_use(shard, tenant, &old.model, twin_id),
+                );
             }
         }
         out.put(
             Family::Meta,
-            keys::model_use(tenant, model_id, twin_id),
+            keys::model_use(shard, tenant, model_id, twin_id),
             Vec::new(),
         );
         out.put(
@@ -693,41 +686,31 @@ impl StateMachine {
                 break;
             }
         }
-        let prefix = keys::rel_in_prefix(shard, tenant, twin_id);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = out.scan(Family::RelIn, &prefix, after.as_deref(), 256)?;
-            let done = page.len() < 256;
-            after = page.last().map(|(k, _)| k.clone());
-            for (k, _) in page {
-                let Some((source, rel_id)) = keys::split_rel_in_tail(&k[prefix.len()..]) else {
-                    continue;
-                };
-                let Some(rel) = load_relationship(out, n, tenant, &source, &rel_id)? else {
-                    continue;
-                };
-                let Some(src) = load_twin(out, shard_of(tenant, &source, n), tenant, &source)?
-                else {
-                    continue;
-                };
-                let sm = self.model_of(out, tenant, &src)?;
-                if let Some(required) = sm
-                    .relationships
-                    .get(&rel.name)
-                    .and_then(|d| d.target.clone())
-                {
-                    if !model.is_or_extends(&required) {
-                        return Err(broken(
-                            format!("/incomingrelationships/{source}/{rel_id}"),
-                            format!(
-                                "incoming relationship '{rel_id}' of '{source}' (it must target a {required})"
-                            ),
-                        ));
-                    }
+        let mut incoming = IncomingIndex::new(out, n, tenant, twin_id, 256);
+        while let Some(tail) = incoming.next_tail()? {
+            let Some((source, rel_id)) = keys::split_rel_in_tail(&tail) else {
+                continue;
+            };
+            let Some(rel) = load_relationship(out, n, tenant, &source, &rel_id)? else {
+                continue;
+            };
+            let Some(src) = load_twin(out, shard_of(tenant, &source, n), tenant, &source)? else {
+                continue;
+            };
+            let sm = self.model_of(out, tenant, &src)?;
+            if let Some(required) = sm
+                .relationships
+                .get(&rel.name)
+                .and_then(|d| d.target.clone())
+            {
+                if !model.is_or_extends(&required) {
+                    return Err(broken(
+                        format!("/incomingrelationships/{source}/{rel_id}"),
+                        format!(
+                            "incoming relationship '{rel_id}' of '{source}' (it must target a {required})"
+                        ),
+                    ));
                 }
-            }
-            if done {
-                break;
             }
         }
         Ok(())
@@ -754,9 +737,10 @@ impl StateMachine {
                 example: String::from_utf8_lossy(&k[out_prefix.len()..]).into_owned(),
             });
         }
-        let in_prefix = keys::rel_in_prefix(shard, tenant, twin_id);
-        if let Some((k, _)) = out.scan(Family::RelIn, &in_prefix, None, 1)?.pop() {
-            let example = keys::split_rel_in_tail(&k[in_prefix.len()..])
+        // Page size 1: only the first incoming relationship (over all shards) is needed.
+        let first_in = IncomingIndex::new(out, self.shard_count, tenant, twin_id, 1).next_tail()?;
+        if let Some(tail) = first_in {
+            let example = keys::split_rel_in_tail(&tail)
                 .map(|(s, r)| format!("{s}/{r}"))
                 .unwrap_or_default();
             return Err(TwinError::TwinHasRelationships {
@@ -768,7 +752,7 @@ impl StateMachine {
         out.delete(Family::Twins, keys::twin(shard, tenant, twin_id));
         out.delete(
             Family::Meta,
-            keys::model_use(tenant, &existing.model, twin_id),
+            keys::model_use(shard, tenant, &existing.model, twin_id),
         );
         out.delete_prefix(
             Family::Telemetry,
@@ -925,20 +909,16 @@ impl StateMachine {
             last_update_time: stamp.now.clone(),
             properties,
         };
+        // Both records on the source's shard: the shard this command belongs to.
+        let source_shard = shard_of(tenant, source_id, n);
         out.put(
             Family::RelOut,
-            keys::rel_out(shard_of(tenant, source_id, n), tenant, source_id, rel_id),
+            keys::rel_out(source_shard, tenant, source_id, rel_id),
             encode(&rel),
         );
         out.put(
             Family::RelIn,
-            keys::rel_in(
-                shard_of(tenant, target_id, n),
-                tenant,
-                target_id,
-                source_id,
-                rel_id,
-            ),
+            keys::rel_in(source_shard, tenant, target_id, source_id, rel_id),
             Vec::new(),
         );
         Ok(Outcome::Relationship {
@@ -948,25 +928,14 @@ impl StateMachine {
     }
 
     fn remove_relationship(&self, out: &mut Overlay<'_>, tenant: &str, rel: &RelationshipRecord) {
-        let n = self.shard_count;
+        let source_shard = shard_of(tenant, &rel.source, self.shard_count);
         out.delete(
             Family::RelOut,
-            keys::rel_out(
-                shard_of(tenant, &rel.source, n),
-                tenant,
-                &rel.source,
-                &rel.id,
-            ),
+            keys::rel_out(source_shard, tenant, &rel.source, &rel.id),
         );
         out.delete(
             Family::RelIn,
-            keys::rel_in(
-                shard_of(tenant, &rel.target, n),
-                tenant,
-                &rel.target,
-                &rel.source,
-                &rel.id,
-            ),
+            keys::rel_in(source_shard, tenant, &rel.target, &rel.source, &rel.id),
         );
     }
 
@@ -1365,6 +1334,98 @@ pub fn load_relationship(
     load_record(state, Family::RelOut, &key, "relationship")
 }
 
+/// The twin that uses `model` with the smallest id, if any twin of `tenant` uses it.
+///
+/// `model_use` records live on their twin's shard, so every data shard is asked for its
+/// first; the smallest of those is the first in id order over the whole tenant.
+fn first_twin_using(
+    state: &dyn StateRead,
+    shard_count: u32,
+    tenant: &str,
+    model: &str,
+) -> Result<Option<String>, TwinError> {
+    let mut first: Option<Vec<u8>> = None;
+    for shard in 0..shard_count {
+        let prefix = keys::model_use_prefix(shard, tenant, model);
+        if let Some((k, _)) = state.scan(Family::Meta, &prefix, None, 1)?.pop() {
+            let twin = k[prefix.len()..].to_vec();
+            if first.as_ref().is_none_or(|f| twin < *f) {
+                first = Some(twin);
+            }
+        }
+    }
+    Ok(first.map(|t| String::from_utf8_lossy(&t).into_owned()))
+}
+
+/// The incoming relationships of one twin, from the `rel_in` index of every data
+/// shard (each entry lives on its source's shard), merged into one stream in
+/// `source \0 rel_id` order: the order a single index over all shards would have.
+struct IncomingIndex<'a> {
+    state: &'a dyn StateRead,
+    page_size: usize,
+    shards: Vec<IncomingCursor>,
+}
+
+/// One data shard's part of an [`IncomingIndex`]: a page of key tails read ahead.
+struct IncomingCursor {
+    prefix: Vec<u8>,
+    after: Option<Vec<u8>>,
+    page: std::collections::VecDeque<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> IncomingIndex<'a> {
+    fn new(
+        state: &'a dyn StateRead,
+        shard_count: u32,
+        tenant: &str,
+        target: &str,
+        page_size: usize,
+    ) -> Self {
+        IncomingIndex {
+            state,
+            page_size: page_size.max(1),
+            shards: (0..shard_count)
+                .map(|shard| IncomingCursor {
+                    prefix: keys::rel_in_prefix(shard, tenant, target),
+                    after: None,
+                    page: Default::default(),
+                    done: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// The next `source \0 rel_id` tail (see [`keys::split_rel_in_tail`]).
+    fn next_tail(&mut self) -> Result<Option<Vec<u8>>, TwinError> {
+        let mut best: Option<usize> = None;
+        for i in 0..self.shards.len() {
+            let c = &mut self.shards[i];
+            if c.page.is_empty() && !c.done {
+                let rows = self.state.scan(
+                    Family::RelIn,
+                    &c.prefix,
+                    c.after.as_deref(),
+                    self.page_size,
+                )?;
+                c.done = rows.len() < self.page_size;
+                c.after = rows.last().map(|(k, _)| k.clone());
+                c.page = rows
+                    .into_iter()
+                    .map(|(k, _)| k[c.prefix.len()..].to_vec())
+                    .collect();
+            }
+            let Some(head) = self.shards[i].page.front() else {
+                continue;
+            };
+            if best.is_none_or(|b| self.shards[b].page.front().is_some_and(|h| head < h)) {
+                best = Some(i);
+            }
+        }
+        Ok(best.and_then(|b| self.shards[b].page.pop_front()))
+    }
+}
+
 fn count_relationships(
     state: &dyn StateRead,
     shard_count: u32,
@@ -1611,4 +1672,77 @@ fn merge_bag(
         changed = true;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemState;
+
+    #[test]
+    fn incoming_index_merges_every_shard_in_source_order_across_pages() {
+        let mut m = MemState::default();
+        let mut want = Vec::new();
+        for i in 0..40u32 {
+            let source = format!("s{i:02}");
+            // Spread over shards in an order unrelated to the source ids.
+            let shard = (i * 7) % 5;
+            for rel in ["a", "b"] {
+                m.data.insert(
+                    (Family::RelIn, keys::rel_in(shard, "t", "hub", &source, rel)),
+                    Vec::new(),
+                );
+                want.push(format!("{source}\0{rel}").into_bytes());
+            }
+            // Neighbours that must not show up: another target, another tenant.
+            m.data.insert(
+                (
+                    Family::RelIn,
+                    keys::rel_in(shard, "t", "hub2", &source, "x"),
+                ),
+                Vec::new(),
+            );
+            m.data.insert(
+                (Family::RelIn, keys::rel_in(shard, "u", "hub", &source, "x")),
+                Vec::new(),
+            );
+        }
+        for page_size in [1, 2, 3, 256] {
+            let mut it = IncomingIndex::new(&m, 5, "t", "hub", page_size);
+            let mut got = Vec::new();
+            while let Some(tail) = it.next_tail().unwrap() {
+                got.push(tail);
+            }
+            assert_eq!(got, want, "page size {page_size}");
+        }
+        assert_eq!(
+            IncomingIndex::new(&m, 5, "t", "nobody", 1)
+                .next_tail()
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn first_twin_using_a_model_is_the_smallest_id_over_all_shards() {
+        let mut m = MemState::default();
+        for (shard, twin) in [(3, "b"), (0, "c"), (6, "a2"), (6, "a1")] {
+            m.data.insert(
+                (Family::Meta, keys::model_use(shard, "t", "m", twin)),
+                vec![],
+            );
+        }
+        m.data
+            .insert((Family::Meta, keys::model_use(1, "t", "m2", "a0")), vec![]);
+        assert_eq!(
+            first_twin_using(&m, 8, "t", "m").unwrap().as_deref(),
+            Some("a1")
+        );
+        assert_eq!(first_twin_using(&m, 8, "t", "m3").unwrap(), None);
+        // Shards beyond the shard count are not data shards.
+        assert_eq!(
+            first_twin_using(&m, 6, "t", "m").unwrap().as_deref(),
+            Some("b")
+        );
+    }
 }

@@ -38,6 +38,11 @@ fn decommission(model: &str, decommissioned: bool) -> Command {
     }
 }
 
+/// The record that twin `twin` uses `model`: on the twin's own shard.
+fn model_use_key(model: &str, twin: &str) -> Vec<u8> {
+    keys::model_use(keys::shard_of(TENANT, twin, SHARDS), TENANT, model, twin)
+}
+
 fn model_stored(w: &World, tenant: &str, id: &str) -> bool {
     w.exists(Family::Meta, &keys::meta(tenant, MetaKind::Model, id))
 }
@@ -283,7 +288,7 @@ fn twin_put_creates_a_twin_with_metadata() {
     assert_eq!(j["$dtId"], "d1");
     assert_eq!(j["$metadata"]["$model"], DEVICE);
     assert_eq!(j["serial"], "S-1");
-    assert!(w.exists(Family::Meta, &keys::model_use(TENANT, DEVICE, "d1")));
+    assert!(w.exists(Family::Meta, &model_use_key(DEVICE, "d1")));
     // Replacing reports created = false.
     let out = w.ok(put_twin(
         TENANT,
@@ -705,8 +710,8 @@ fn twin_put_changing_the_model_moves_its_model_use() {
     let mut w = plant();
     w.create("x", LINE, json!({}));
     w.create("x", SENSOR, json!({"kind": "k"}));
-    assert!(!w.exists(Family::Meta, &keys::model_use(TENANT, LINE, "x")));
-    assert!(w.exists(Family::Meta, &keys::model_use(TENANT, SENSOR, "x")));
+    assert!(!w.exists(Family::Meta, &model_use_key(LINE, "x")));
+    assert!(w.exists(Family::Meta, &model_use_key(SENSOR, "x")));
 }
 
 // ==== twins: PATCH ====================================================================
@@ -995,9 +1000,10 @@ fn patch_conditions_and_missing_twins() {
 
 // ==== relationships ===================================================================
 
+/// The incoming-relationship index entry; it lives on the shard of the *source*.
 fn rel_in_key(target: &str, source: &str, rel: &str) -> Vec<u8> {
     keys::rel_in(
-        keys::shard_of(TENANT, target, SHARDS),
+        keys::shard_of(TENANT, source, SHARDS),
         TENANT,
         target,
         source,
@@ -1006,7 +1012,7 @@ fn rel_in_key(target: &str, source: &str, rel: &str) -> Vec<u8> {
 }
 
 #[test]
-fn relationship_is_created_with_its_incoming_index_on_the_target_shard() {
+fn relationship_is_created_with_its_incoming_index_on_the_source_shard() {
     let mut w = plant();
     let source_shard = keys::shard_of(TENANT, "d1", SHARDS);
     let target = (0..)
@@ -1272,7 +1278,7 @@ fn twin_delete_removes_its_record_model_use_and_telemetry() {
     assert_eq!(w.keys_under(Family::Telemetry, &prefix).len(), 2);
     w.delete_twin("d1").unwrap();
     assert!(w.twin_in(TENANT, "d1").is_none());
-    assert!(!w.exists(Family::Meta, &keys::model_use(TENANT, DEVICE, "d1")));
+    assert!(!w.exists(Family::Meta, &model_use_key(DEVICE, "d1")));
     assert!(w.keys_under(Family::Telemetry, &prefix).is_empty());
     assert_eq!(code(w.delete_twin("d1")), "DigitalTwinNotFound");
     // Nothing else in the tenant's data was touched.
@@ -1316,7 +1322,7 @@ fn twin_delete_of_a_twin_whose_id_prefixes_another_keeps_the_other() {
         .len(),
         1
     );
-    assert!(w.exists(Family::Meta, &keys::model_use(TENANT, DEVICE, "d1")));
+    assert!(w.exists(Family::Meta, &model_use_key(DEVICE, "d1")));
 }
 
 // ==== telemetry =======================================================================

@@ -20,6 +20,9 @@
 //! (`shard u32 BE`; the meta group is [`doppel_twins::keys::META_SHARD`]), so a shard's
 //! snapshot is exactly the key range of that prefix.
 
+pub mod network;
+pub mod store;
+
 use doppel_twins::{WireEvent, Write};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;

@@ -1,34 +1,44 @@
-//! [`MailboxGate`]: the bound on a twin actor's mailbox, and the latch that makes
-//! passivation race-free.
+//! [`MailboxGate`]: the bound on one twin's queue, and the latch that makes passivation
+//! race-free.
 //!
-//! ractor mailboxes are unbounded, so callers pass through the gate *before* sending:
-//! [`MailboxGate::try_enter`] counts the request in (or refuses it when `limit` requests
-//! are already in flight), and the actor calls [`MailboxGate::leave`] once it has
-//! answered. The count therefore covers queued *and* running requests.
+//! A twin host's mailbox is unbounded (ractor's are), so callers pass through the twin's
+//! gate *before* sending: [`MailboxGate::try_enter`] counts the request in (or refuses it
+//! when `limit` requests are already in flight), and the request's answerer calls
+//! [`MailboxGate::leave`] just before answering. The count therefore covers requests on
+//! their way to the host, queued behind the twin's running command, and running.
 //!
-//! The same word doubles as a latch: an idle actor passivates only by swinging the count
-//! from 0 to `CLOSED` ([`MailboxGate::try_close_idle`]). Once closed, no caller can enter
-//! any more, so no request can be stranded in the mailbox of an actor that is stopping;
-//! callers that find the gate closed ask the tenant supervisor for a fresh actor.
+//! The same word doubles as a latch: a twin is passivated only by swinging the count from
+//! 0 to `CLOSED` ([`MailboxGate::try_close_idle`]). Once closed, no caller can enter any
+//! more, so no request can be stranded on its way to a twin that is being dropped;
+//! callers that find the gate closed ask the host for a fresh activation.
+//!
+//! Draining ([`MailboxGate::drain`], when the node stops leading the twin's shard) stops
+//! new admissions at once but keeps counting the requests already admitted; the twin is
+//! dropped when the last of them has been answered (the count reaches 0 and the host
+//! closes the gate).
 //!
 //! ```text
 //!   0 ──enter──▶ 1 ──enter──▶ … ▶ limit (enter → Full)
 //!   ▲            │
 //!   └───leave────┘        0 ──try_close_idle──▶ CLOSED (enter → Closed, forever)
+//!   n ──drain──▶ n|DRAINING (enter → Closed) ──leave…──▶ DRAINING ──try_close_idle──▶ CLOSED
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 const CLOSED: u32 = u32::MAX;
+/// Set while draining: no new admissions; the low bits still count requests in flight.
+const DRAINING: u32 = 1 << 31;
+const COUNT: u32 = DRAINING - 1;
 
-/// The answer to a caller knocking on a twin actor's mailbox.
+/// The answer to a caller knocking on a twin's gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Counted in; the caller must send (or [`MailboxGate::leave`] if the send fails).
     Admitted,
     /// `limit` requests are already in flight: push back, do not queue.
     Full,
-    /// The actor passivated or failed; activate a new one.
+    /// The twin passivated, failed or is draining; look it up (activate it) again.
     Closed,
 }
 
@@ -42,12 +52,12 @@ impl MailboxGate {
         MailboxGate::default()
     }
 
-    /// Counts a request in unless `limit` are in flight or the gate is closed.
+    /// Counts a request in unless `limit` are in flight or the gate is closed/draining.
     pub fn try_enter(&self, limit: u32) -> Admission {
-        let limit = limit.min(CLOSED - 1);
+        let limit = limit.min(COUNT);
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
-            if cur == CLOSED {
+            if cur == CLOSED || cur & DRAINING != 0 {
                 return Admission::Closed;
             }
             if cur >= limit {
@@ -65,10 +75,11 @@ impl MailboxGate {
         }
     }
 
-    /// Counts a request out (answered, or never delivered). A closed gate stays closed.
+    /// Counts a request out (answered, or never delivered). A closed gate stays closed;
+    /// a draining one keeps draining.
     pub fn leave(&self) {
         let mut cur = self.state.load(Ordering::Acquire);
-        while cur != CLOSED && cur > 0 {
+        while cur != CLOSED && cur & COUNT > 0 {
             match self.state.compare_exchange_weak(
                 cur,
                 cur - 1,
@@ -81,27 +92,53 @@ impl MailboxGate {
         }
     }
 
-    /// Closes the gate if nothing is in flight; true if this call closed it.
+    /// Closes the gate if nothing is in flight (draining or not); true if this call
+    /// closed it.
     pub fn try_close_idle(&self) -> bool {
-        self.state
-            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let mut cur = self.state.load(Ordering::Acquire);
+        while cur != CLOSED && cur & COUNT == 0 {
+            match self
+                .state
+                .compare_exchange_weak(cur, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+        false
     }
 
-    /// Closes the gate whatever is in flight (the actor failed; its mailbox is gone).
+    /// Stops admitting new requests; those in flight are still counted out.
+    pub fn drain(&self) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur != CLOSED).then_some(cur | DRAINING)
+            });
+    }
+
+    /// Closes the gate whatever is in flight (the twin failed; its queue is gone).
     pub fn close(&self) {
         self.state.store(CLOSED, Ordering::Release);
     }
 
+    /// Whether the gate refuses new requests (closed, or draining).
     pub fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == CLOSED
+        let cur = self.state.load(Ordering::Acquire);
+        cur == CLOSED || cur & DRAINING != 0
+    }
+
+    /// Whether the gate is draining (refusing new requests, not yet closed).
+    pub fn is_draining(&self) -> bool {
+        let cur = self.state.load(Ordering::Acquire);
+        cur != CLOSED && cur & DRAINING != 0
     }
 
     /// Requests counted in and not yet answered (0 once closed).
     pub fn in_flight(&self) -> u32 {
         match self.state.load(Ordering::Acquire) {
             CLOSED => 0,
-            n => n,
+            n => n & COUNT,
         }
     }
 }
@@ -180,5 +217,27 @@ mod tests {
         }
         assert_eq!(admitted.load(Ordering::Relaxed), 5);
         assert_eq!(gate.in_flight(), 5);
+    }
+
+    #[test]
+    fn a_draining_gate_refuses_newcomers_but_counts_out_those_admitted() {
+        let gate = MailboxGate::new();
+        assert_eq!(gate.try_enter(10), Admission::Admitted);
+        assert_eq!(gate.try_enter(10), Admission::Admitted);
+        gate.drain();
+        assert!(gate.is_closed() && gate.is_draining());
+        assert_eq!(gate.try_enter(10), Admission::Closed);
+        assert_eq!(gate.in_flight(), 2);
+        assert!(!gate.try_close_idle(), "two requests are still in flight");
+        gate.leave();
+        gate.leave();
+        gate.leave();
+        assert_eq!(gate.in_flight(), 0);
+        assert!(gate.is_draining(), "leave must not end the draining");
+        assert!(gate.try_close_idle());
+        assert!(!gate.is_draining());
+        gate.drain();
+        assert_eq!(gate.try_enter(10), Admission::Closed);
+        assert!(!gate.try_close_idle(), "already closed");
     }
 }

@@ -1,10 +1,12 @@
 //! The node supervisor: the root of the node's actor tree. It spawns one tenant
 //! supervisor per tenant on first use and drops a tenant supervisor that dies (its
-//! twins are stopped with it; the next request spawns a fresh one).
+//! hosts and twins are closed and stopped with it; the next request spawns a fresh one,
+//! which waits for the old hosts' running operations before re-reading any twin).
 //!
-//! Tenant supervisors are not passivated: one per tenant in use is small.
+//! Tenant supervisors are not passivated: one per tenant in use is small (a tenant's
+//! twin hosts retire when they have no twins left).
 
-use super::directory::{TenantDirectory, TenantEntry, TenantShared};
+use super::directory::{HostShared, TenantDirectory, TenantEntry, TenantShared};
 use super::error::ActorError;
 use super::messages::NodeMsg;
 use super::tenant_supervisor::{TenantArgs, TenantSupervisor};
@@ -20,6 +22,8 @@ pub struct NodeArgs {
 pub struct NodeState {
     tenants: Arc<TenantDirectory>,
     by_actor: HashMap<ActorId, String>,
+    /// Hosts of dead tenant supervisors, handed to their successors.
+    orphans: HashMap<String, HashMap<u32, Arc<HostShared>>>,
 }
 
 pub struct NodeSupervisor {
@@ -39,6 +43,7 @@ impl Actor for NodeSupervisor {
         Ok(NodeState {
             tenants: args.tenants,
             by_actor: HashMap::new(),
+            orphans: HashMap::new(),
         })
     }
 
@@ -54,12 +59,19 @@ impl Actor for NodeSupervisor {
                     let _ = reply.send(Ok(entry));
                     return Ok(());
                 }
-                let shared = Arc::new(TenantShared::new(tenant.clone(), self.env.epoch));
+                let shared = Arc::new(TenantShared::new(
+                    tenant.clone(),
+                    self.env.epoch,
+                    self.env.settings.intensity,
+                ));
                 let sup = TenantSupervisor {
                     env: self.env.clone(),
                 };
+                let mut retiring = state.orphans.remove(&tenant).unwrap_or_default();
+                retiring.retain(|_, h| h.running() > 0);
                 let args = TenantArgs {
                     shared: shared.clone(),
+                    retiring,
                 };
                 let answer = match Actor::spawn_linked(None, sup, args, myself.get_cell()).await {
                     Ok((actor, _join)) => {
@@ -90,12 +102,30 @@ impl Actor for NodeSupervisor {
                 if let Some(tenant) = state.by_actor.remove(&cell.get_id()) {
                     tracing::error!(tenant = %tenant, "tenant supervisor stopped; its twins are stopped and will be re-activated on use");
                     if let Some(old) = state.tenants.remove(&tenant) {
-                        old.shared.close_all();
+                        let running: HashMap<u32, Arc<HostShared>> = old
+                            .shared
+                            .close_all()
+                            .into_iter()
+                            .filter(|h| h.running() > 0)
+                            .map(|h| (h.shard, h))
+                            .collect();
+                        if !running.is_empty() {
+                            state.orphans.insert(tenant, running);
+                        }
                     }
                 }
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        _state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children(Some("node stopping".into()));
         Ok(())
     }
 }

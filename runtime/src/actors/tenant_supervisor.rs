@@ -1,30 +1,27 @@
-//! The tenant supervisor: activates its tenant's twin actors, restarts them when they
-//! fail, and suspends the tenant when they crash-loop.
+//! The tenant supervisor: spawns its tenant's twin hosts (one per data shard in use)
+//! and supervises them.
 //!
 //! ```text
-//!  Activate(twin) ──▶ suspended? ──yes──▶ Err(TenantSuspended)
-//!                       │ no
-//!                       ├─ active & gate open ─▶ Ok(handle)
-//!                       └─ spawn_linked(TwinActor) ── pre_start reads storage ─▶ Ok(handle)
+//!  Host(shard) ──▶ active ─▶ Ok(host)
+//!               ├─ a failed predecessor still has operations running ─▶ answer once
+//!               │  they have ended (no twin is re-read while its old command may commit)
+//!               └─ spawn_linked(TwinHost) ─▶ Ok(host)
 //!
-//!  child failed ──▶ close its gate, drop it from the directory
-//!                   └─ RestartIntensity::on_failure ─┬─ Restart ─▶ spawn again (from storage)
-//!                                                    └─ Suspend ─▶ mark the tenant suspended,
-//!                                                                  warn once ("tenant suspended")
-//!  child stopped (passivated) ──▶ drop it from the directory
+//!  host failed ──▶ close its twins' gates, drop it from the directory (its twins are
+//!                  re-activated from storage on their next use, in a new host)
+//!                  └─ count against the tenant's restart budget ─▶ maybe suspend
+//!  host stopped (retired: no twins left) ──▶ drop it from the directory
 //! ```
 //!
-//! ractor has no restart strategy of its own; this is it. Failures of activation
-//! (`pre_start` errors: an unreadable record) count against the same budget, so a
-//! tenant whose twins cannot even start is suspended too. The state is
-//! [`TenantState`]; the actor only routes messages and events to it.
+//! Twin failures are a host's business (it catches a twin's panic, fails that twin
+//! alone, and restarts it); the budget they count against is the tenant's, kept in
+//! [`TenantShared`] so that all its hosts and this supervisor share it. ractor has no
+//! restart strategy of its own; this and [`super::twin_host`] are it.
 
-use super::directory::{TenantShared, TwinHandle};
+use super::directory::{HostEntry, HostShared, TenantShared};
 use super::error::ActorError;
-use super::mailbox_gate::MailboxGate;
 use super::messages::TenantMsg;
-use super::restart_intensity::{FailureDecision, RestartIntensity};
-use super::twin_actor::{TwinActor, TwinArgs};
+use super::twin_host::{HostArgs, TwinHost};
 use super::TwinEnv;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
@@ -33,70 +30,16 @@ use std::time::Instant;
 
 pub struct TenantArgs {
     pub shared: Arc<TenantShared>,
+    /// Hosts of a previous supervisor of this tenant whose operations may still run.
+    pub retiring: HashMap<u32, Arc<HostShared>>,
 }
 
 pub struct TenantState {
     pub shared: Arc<TenantShared>,
-    /// Which twin each live child actor serves.
-    by_actor: HashMap<ActorId, String>,
-    intensity: RestartIntensity,
-}
-
-impl TenantState {
-    fn new(shared: Arc<TenantShared>, intensity: RestartIntensity) -> Self {
-        TenantState {
-            shared,
-            by_actor: HashMap::new(),
-            intensity,
-        }
-    }
-
-    fn suspended_error(&mut self, now: Instant) -> Option<ActorError> {
-        let until = self.intensity.suspended_until(now)?;
-        let limit = self.intensity.limit();
-        Some(ActorError::TenantSuspended {
-            tenant: self.shared.name.clone(),
-            retry_after_s: retry_after_s(until.saturating_duration_since(now)),
-            max_restarts: limit.max_restarts,
-            window_ms: limit.window.as_millis() as u64,
-        })
-    }
-
-    fn adopt(&mut self, twin_id: String, handle: TwinHandle) {
-        self.by_actor.insert(handle.actor.get_id(), twin_id.clone());
-        self.shared.insert(twin_id, handle);
-    }
-
-    /// Forgets a stopped or failed child; returns its twin id and, if it was still the
-    /// twin's current actor, its handle.
-    fn forget(&mut self, id: ActorId) -> Option<(String, Option<TwinHandle>)> {
-        let twin = self.by_actor.remove(&id)?;
-        let handle = self.shared.remove_if(&twin, id);
-        Some((twin, handle))
-    }
-
-    /// Records a failure; true if the twin should be restarted.
-    fn on_failure(&mut self, twin: &str, now: Instant) -> bool {
-        match self.intensity.on_failure(now) {
-            FailureDecision::Restart => true,
-            FailureDecision::Suspend { until, newly } => {
-                self.shared.suspend_until(until);
-                if newly {
-                    let limit = self.intensity.limit();
-                    tracing::warn!(
-                        event = "tenant_suspended",
-                        tenant = %self.shared.name,
-                        last_failed_twin = %twin,
-                        max_restarts = limit.max_restarts,
-                        window_ms = limit.window.as_millis() as u64,
-                        cool_off_ms = limit.cool_off.as_millis() as u64,
-                        "tenant suspended: its twins crash-loop; its calls fail until the cool-off ends"
-                    );
-                }
-                false
-            }
-        }
-    }
+    /// Which shard each live child host serves, and its directory.
+    by_actor: HashMap<ActorId, Arc<HostShared>>,
+    /// Failed hosts whose operations were still running, by shard.
+    retiring: HashMap<u32, Arc<HostShared>>,
 }
 
 /// Whole seconds to put in `Retry-After` (at least 1).
@@ -110,37 +53,33 @@ pub struct TenantSupervisor {
 }
 
 impl TenantSupervisor {
-    /// Spawns the twin's actor (its `pre_start` reads the twin from storage).
-    async fn activate(
+    async fn spawn_host(
         &self,
         myself: &ActorRef<TenantMsg>,
         state: &mut TenantState,
-        twin_id: String,
-    ) -> Result<TwinHandle, ActorError> {
-        let gate = Arc::new(MailboxGate::new());
-        let args = TwinArgs {
-            tenant: state.shared.name.clone(),
-            twin_id: twin_id.clone(),
-            gate: gate.clone(),
-        };
-        let actor = TwinActor {
+        shard: u32,
+    ) -> Result<HostEntry, ActorError> {
+        let shared = Arc::new(HostShared::new(shard));
+        let host = TwinHost {
             env: self.env.clone(),
         };
-        match Actor::spawn_linked(None, actor, args, myself.get_cell()).await {
+        let args = HostArgs {
+            tenant: state.shared.clone(),
+            shared: shared.clone(),
+        };
+        match Actor::spawn_linked(None, host, args, myself.get_cell()).await {
             Ok((actor, _join)) => {
-                let handle = TwinHandle { actor, gate };
-                state.adopt(twin_id, handle.clone());
-                Ok(handle)
+                let entry = HostEntry { actor, shared };
+                state
+                    .by_actor
+                    .insert(entry.actor.get_id(), entry.shared.clone());
+                state.shared.insert_host(shard, entry.clone());
+                Ok(entry)
             }
-            Err(e) => {
-                tracing::warn!(tenant = %state.shared.name, twin = %twin_id, error = %e, "twin activation failed");
-                state.on_failure(&twin_id, Instant::now());
-                Err(ActorError::ActivationFailed {
-                    tenant: state.shared.name.clone(),
-                    twin: twin_id,
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => Err(ActorError::Unavailable(format!(
+                "cannot start the twin host of tenant '{}' for shard {shard}: {e}",
+                state.shared.name
+            ))),
         }
     }
 }
@@ -155,10 +94,11 @@ impl Actor for TenantSupervisor {
         _myself: ActorRef<TenantMsg>,
         args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
-        Ok(TenantState::new(
-            args.shared,
-            RestartIntensity::new(self.env.settings.intensity),
-        ))
+        Ok(TenantState {
+            shared: args.shared,
+            by_actor: HashMap::new(),
+            retiring: args.retiring,
+        })
     }
 
     async fn handle(
@@ -168,14 +108,24 @@ impl Actor for TenantSupervisor {
         state: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TenantMsg::Activate { twin_id, reply } => {
-                let answer = if let Some(e) = state.suspended_error(Instant::now()) {
-                    Err(e)
-                } else if let Some(h) = state.shared.lookup(&twin_id) {
-                    Ok(h)
-                } else {
-                    self.activate(&myself, state, twin_id).await
-                };
+            TenantMsg::Host { shard, reply } => {
+                if let Some(host) = state.shared.host(shard) {
+                    let _ = reply.send(Ok(host));
+                    return Ok(());
+                }
+                if let Some(old) = state.retiring.get(&shard) {
+                    if old.running() > 0 {
+                        // Ask again once the failed host's last operation has ended.
+                        let (old, me) = (old.clone(), myself.clone());
+                        tokio::spawn(async move {
+                            old.drained().await;
+                            let _ = me.send_message(TenantMsg::Host { shard, reply });
+                        });
+                        return Ok(());
+                    }
+                    state.retiring.remove(&shard);
+                }
+                let answer = self.spawn_host(&myself, state, shard).await;
                 let _ = reply.send(answer);
             }
         }
@@ -184,33 +134,45 @@ impl Actor for TenantSupervisor {
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<TenantMsg>,
+        _myself: ActorRef<TenantMsg>,
         event: SupervisionEvent,
         state: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.forget(cell.get_id());
+                if let Some(host) = state.by_actor.remove(&cell.get_id()) {
+                    state.shared.remove_host_if(host.shard, cell.get_id());
+                }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
-                let Some((twin, handle)) = state.forget(cell.get_id()) else {
+                let Some(host) = state.by_actor.remove(&cell.get_id()) else {
                     return Ok(());
                 };
-                if let Some(h) = &handle {
-                    // Callers still holding the handle go back to this supervisor.
-                    h.gate.close();
+                state.shared.remove_host_if(host.shard, cell.get_id());
+                // Callers still holding its twins' slots look them up again; while its
+                // operations run, no replacement host re-reads its twins.
+                host.close_all();
+                if host.running() > 0 {
+                    state.retiring.insert(host.shard, host.clone());
                 }
-                tracing::warn!(tenant = %state.shared.name, twin = %twin, error = %error, "twin actor failed");
-                let replaced = state.shared.lookup(&twin).is_some();
-                if state.on_failure(&twin, Instant::now()) && !replaced {
-                    // Restart from durable state; a failed activation is already counted.
-                    if self.activate(&myself, state, twin.clone()).await.is_ok() {
-                        tracing::info!(tenant = %state.shared.name, twin = %twin, "twin actor restarted from durable state");
-                    }
-                }
+                tracing::warn!(tenant = %state.shared.name, shard = host.shard, error = %error,
+                    "twin host failed; its twins will be re-activated from durable state on use");
+                state.shared.record_failure(
+                    &format!("twin host of shard {}", host.shard),
+                    Instant::now(),
+                );
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        _state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children(Some("tenant supervisor stopping".into()));
         Ok(())
     }
 }

@@ -1,31 +1,32 @@
-//! [`TwinActors`]: the handle request handlers use to have a twin's actor carry out
-//! one of the twin's commands.
+//! [`TwinActors`]: the handle request handlers use to have a twin carry out one of the
+//! twin's commands.
 //!
 //! ```text
 //!  execute(cmd) ─▶ tenant entry (directory; else NodeMsg::Tenant)
-//!               ─▶ suspended? ─▶ Err(TenantSuspended)              (fail fast, no hop)
-//!               ─▶ twin handle (directory; else TenantMsg::Activate)
-//!               ─▶ gate.try_enter(limit) ─ Full ─▶ Err(TwinOverloaded)   (never queue)
-//!                                         ─ Closed (passivated/failed) ─▶ look up again
-//!               ─▶ TwinMsg::Execute ─▶ twin actor ─▶ Proposer ─▶ Outcome
+//!               ─▶ suspended? ─▶ Err(TenantSuspended)                   (fail fast, no hop)
+//!               ─▶ twin host of the twin's shard (directory; else TenantMsg::Host)
+//!               ─▶ twin slot (directory; else HostMsg::Activate)
+//!               ─▶ gate.try_enter(limit) ─ Full ─▶ Err(TwinOverloaded)    (never queue)
+//!                                         ─ Closed (passivated/failed/draining) ─▶ look up again
+//!               ─▶ HostMsg::Run(Execute) ─▶ host ─▶ (twin's turn) ─▶ Proposer ─▶ Outcome
 //! ```
 
-use super::directory::{TenantDirectory, TenantEntry, TwinHandle};
+use super::directory::{HostEntry, TenantDirectory, TenantEntry, TwinHandle};
 use super::error::ActorError;
 use super::mailbox_gate::Admission;
-use super::messages::{NodeMsg, TenantMsg, TwinMsg};
+use super::messages::{HostMsg, NodeMsg, TenantMsg, TwinOp};
 use super::node_supervisor::{NodeArgs, NodeSupervisor};
-use super::tenant_supervisor::retry_after_s;
 use super::{ActorSettings, TwinEnv};
 use doppel_cluster::{Proposer, Storage};
+use doppel_twins::keys::shard_of;
 use doppel_twins::{Command, Outcome};
 use ractor::{Actor, ActorRef, MessagingErr};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// How often a request looks for a live actor before giving up (each miss means the
-/// actor it found had just passivated or failed).
+/// How often a request looks for a live twin before giving up (each miss means the
+/// twin or host it found had just passivated, retired or failed).
 const ATTEMPTS: usize = 5;
 
 /// The twin's tenant and id, for commands that act on one twin.
@@ -41,8 +42,8 @@ pub struct TwinActors {
 }
 
 impl TwinActors {
-    /// Starts the node supervisor. Twin actors propose through `proposer` and activate
-    /// from `storage`.
+    /// Starts the node supervisor. Twins propose through `proposer` and activate from
+    /// `storage`.
     pub async fn start(
         storage: Storage,
         proposer: Proposer,
@@ -72,12 +73,27 @@ impl TwinActors {
         self.node.stop(Some("node stopping".into()));
     }
 
-    /// Active twin actors on this node.
+    /// Active twins on this node.
     pub fn active_twins(&self) -> usize {
         self.tenants.active_twins()
     }
 
-    /// Has the twin's actor propose `cmd` (a twin command) and returns the outcome.
+    /// Drops every active twin of data shard `shard`, of every tenant (this node no
+    /// longer leads the shard). New requests stop reaching the current activations at
+    /// once; requests already admitted are still answered, and each twin is dropped as
+    /// soon as it has nothing in flight. Later requests re-activate the twin from
+    /// storage (only after its old activation is gone).
+    pub fn passivate_shard(&self, shard: u32) {
+        for tenant in self.tenants.all() {
+            if let Some(host) = tenant.shared.host(shard) {
+                host.shared.drain_all();
+                // A host that has just retired has no twins left to drop.
+                let _ = host.actor.send_message(HostMsg::DropDraining);
+            }
+        }
+    }
+
+    /// Has the twin propose `cmd` (a twin command) and returns the outcome.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, ActorError> {
         let Some((tenant, twin)) = twin_target(&cmd) else {
             return Err(ActorError::NotATwinCommand {
@@ -87,59 +103,69 @@ impl TwinActors {
         let (tenant, twin) = (tenant.to_owned(), twin.to_owned());
         let mut cmd = Box::new(cmd);
         for _ in 0..ATTEMPTS {
-            let handle = self.admitted(&tenant, &twin).await?;
-            let Some(handle) = handle else {
+            let Some(handle) = self.admitted(&tenant, &twin).await? else {
                 tokio::task::yield_now().await;
                 continue;
             };
             let (reply, answer) = oneshot::channel();
-            match handle.actor.send_message(TwinMsg::Execute { cmd, reply }) {
+            let msg = HostMsg::Run {
+                slot: handle.slot.clone(),
+                op: TwinOp::Execute { cmd, reply },
+            };
+            match handle.host.send_message(msg) {
                 Ok(()) => {
                     return match answer.await {
                         Ok(result) => result.map_err(ActorError::Propose),
                         Err(_) => Err(ActorError::TwinFailed { tenant, twin }),
                     };
                 }
-                Err(MessagingErr::SendErr(TwinMsg::Execute { cmd: back, .. })) => {
-                    // The actor stopped between lookup and send: nothing was delivered.
-                    handle.gate.leave();
+                Err(MessagingErr::SendErr(HostMsg::Run {
+                    op: TwinOp::Execute { cmd: back, .. },
+                    ..
+                })) => {
+                    // The host stopped between lookup and send: nothing was delivered.
+                    handle.slot.gate.leave();
                     cmd = back;
                     tokio::task::yield_now().await;
                 }
                 Err(_) => {
-                    handle.gate.leave();
+                    handle.slot.gate.leave();
                     return Err(ActorError::Unavailable(format!(
-                        "the actor of twin '{twin}' did not take the request"
+                        "the host of twin '{twin}' did not take the request"
                     )));
                 }
             }
         }
         Err(ActorError::Unavailable(format!(
-            "no live actor for twin '{twin}' after {ATTEMPTS} attempts"
+            "no live twin '{twin}' after {ATTEMPTS} attempts"
         )))
     }
 
-    /// The twin's actor with this request counted into its mailbox gate; `None` if the
-    /// actor found had just closed (look again).
+    /// The twin with this request counted into its gate; `None` if the twin or host
+    /// found had just closed (look again).
     async fn admitted(&self, tenant: &str, twin: &str) -> Result<Option<TwinHandle>, ActorError> {
         let entry = self.tenant(tenant).await?;
-        let now = Instant::now();
-        if let Some(left) = entry.shared.suspended_for(now) {
-            let limit = self.env.settings.intensity;
-            return Err(ActorError::TenantSuspended {
-                tenant: tenant.to_owned(),
-                retry_after_s: retry_after_s(left),
-                max_restarts: limit.max_restarts,
-                window_ms: limit.window.as_millis() as u64,
-            });
+        if let Some(e) = entry.shared.suspension_error(Instant::now()) {
+            return Err(e);
         }
-        let handle = match entry.shared.lookup(twin) {
+        let shard = shard_of(tenant, twin, self.env.shard_count);
+        let host = match entry.shared.host(shard) {
             Some(h) => h,
-            None => self.activate(&entry, twin).await?,
+            None => self.host(&entry, shard).await?,
+        };
+        let slot = match host.shared.lookup(twin) {
+            Some(s) => s,
+            None => match self.activate(&host, twin).await? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
         };
         let limit = self.env.settings.mailbox_limit;
-        match handle.gate.try_enter(limit) {
-            Admission::Admitted => Ok(Some(handle)),
+        match slot.gate.try_enter(limit) {
+            Admission::Admitted => Ok(Some(TwinHandle {
+                host: host.actor,
+                slot,
+            })),
             Admission::Full => Err(ActorError::TwinOverloaded {
                 tenant: tenant.to_owned(),
                 twin: twin.to_owned(),
@@ -165,7 +191,7 @@ impl TwinActors {
             .map_err(|_| ActorError::Unavailable("the node supervisor has stopped".into()))?
     }
 
-    async fn activate(&self, entry: &TenantEntry, twin: &str) -> Result<TwinHandle, ActorError> {
+    async fn host(&self, entry: &TenantEntry, shard: u32) -> Result<HostEntry, ActorError> {
         let (reply, answer) = oneshot::channel();
         let gone = || {
             ActorError::Unavailable(format!(
@@ -175,35 +201,63 @@ impl TwinActors {
         };
         entry
             .actor
-            .send_message(TenantMsg::Activate {
-                twin_id: twin.to_owned(),
-                reply,
-            })
+            .send_message(TenantMsg::Host { shard, reply })
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
-    /// Test-only: sends `msg` to the twin's actor through its gate, as a request would.
+    /// The twin's slot from its host; `None` if the host stopped before answering.
+    async fn activate(
+        &self,
+        host: &HostEntry,
+        twin: &str,
+    ) -> Result<Option<Arc<super::directory::TwinSlot>>, ActorError> {
+        let (reply, answer) = oneshot::channel();
+        let msg = HostMsg::Activate {
+            twin_id: twin.to_owned(),
+            reply,
+        };
+        if host.actor.send_message(msg).is_err() {
+            return Ok(None);
+        }
+        match answer.await {
+            Ok(slot) => slot.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Test-only: sends `op` to the twin through its gate, as a request would.
     #[cfg(test)]
     pub(super) async fn send_raw(
         &self,
         tenant: &str,
         twin: &str,
-        msg: TwinMsg,
+        op: TwinOp,
     ) -> Result<(), ActorError> {
         let handle = self
             .admitted(tenant, twin)
             .await?
             .ok_or_else(|| ActorError::Unavailable("closed".into()))?;
         handle
-            .actor
-            .send_message(msg)
+            .host
+            .send_message(HostMsg::Run {
+                slot: handle.slot.clone(),
+                op,
+            })
             .map_err(|_| ActorError::Unavailable("send failed".into()))
     }
 
-    /// Test-only: the active twin's actor handle, if any.
+    /// Test-only: the active twin's handle, if it admits requests.
     #[cfg(test)]
     pub(super) fn lookup(&self, tenant: &str, twin: &str) -> Option<TwinHandle> {
-        self.tenants.get(tenant)?.shared.lookup(twin)
+        let tenant = self.tenants.get(tenant)?;
+        let host = tenant
+            .shared
+            .host(shard_of(&tenant.shared.name, twin, self.env.shard_count))?;
+        let slot = host.shared.lookup(twin)?;
+        Some(TwinHandle {
+            host: host.actor,
+            slot,
+        })
     }
 }

@@ -22,6 +22,7 @@
 //! only to the origin of `--url`: `nextLink`s pointing elsewhere are rebased onto it.
 
 mod body_input;
+mod cluster;
 mod credentials;
 mod devices;
 mod error;
@@ -35,6 +36,7 @@ mod tokens;
 mod twins;
 
 pub use body_input::BodyArgs;
+pub use cluster::{run_cluster, ClusterCmd};
 pub use devices::{mqtt_credentials, run_devices, DevicesCmd};
 pub use error::ClientError;
 pub use models::{run_models, ModelsCmd};

@@ -86,7 +86,12 @@ fn refusal(e: ProposeError) -> PublishRefusal {
             PublishReason::QuotaExceeded,
             "the node is overloaded; retry",
         ),
-        ProposeError::StorageFailed(m) => PublishRefusal::new(PublishReason::UnspecifiedError, m),
+        ProposeError::StorageFailed(m) | ProposeError::Unavailable(m) => {
+            PublishRefusal::new(PublishReason::UnspecifiedError, m)
+        }
+        e @ ProposeError::NotLeader { .. } => {
+            PublishRefusal::new(PublishReason::QuotaExceeded, e.to_string())
+        }
     }
 }
 
@@ -219,9 +224,11 @@ impl DeviceEdge {
                     body,
                     source_time,
                 };
-                // Telemetry never changes the twin record, so no actor copy can go stale:
-                // straight to the commit path (whose bounded queue is the back-pressure).
-                self.state.proposer.propose(cmd).await.map_err(refusal)?;
+                // Telemetry goes straight to the commit path of its shard's leader
+                // (see `routing::execute`).
+                crate::routing::execute(&self.state, cmd)
+                    .await
+                    .map_err(actor_refusal)?;
             }
             DeviceTopic::TwinPatchReported { rid } => {
                 let reported = json(&payload)?;
@@ -230,7 +237,7 @@ impl DeviceEdge {
                     twin_id,
                     reported,
                 };
-                match self.state.twins.execute(cmd).await {
+                match crate::routing::execute(&self.state, cmd).await {
                     Ok(Outcome::Twin { twin, .. }) => self.reply(
                         session,
                         iothub::twin_response_topic(204, &rid, Some(twin.desired_version)),

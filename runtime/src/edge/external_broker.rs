@@ -204,7 +204,7 @@ async fn handle(
     // Transient failures (overload, storage) are retried before the ack: the broker
     // would not redeliver an acknowledged message.
     for attempt in 0..5u32 {
-        match state.twins.execute(cmd.clone()).await {
+        match crate::routing::execute(state, cmd.clone()).await {
             Ok(_) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 return;

@@ -135,7 +135,7 @@ async fn record_connections(
             connected: c.connected,
             last_activity: c.last_activity,
         };
-        if let Err(e) = state.twins.execute(cmd).await {
+        if let Err(e) = crate::routing::execute(&state, cmd).await {
             tracing::warn!(device = %c.key, error = %e, "connection state not recorded");
         }
     }

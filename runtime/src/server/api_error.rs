@@ -73,6 +73,18 @@ impl From<ProposeError> for ApiError {
                     e.to_string(),
                 )
             },
+            ProposeError::NotLeader { .. } => ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NotLeader", e.to_string())
+            },
+            ProposeError::Unavailable(_) => ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            },
             ProposeError::StorageFailed(_) => {
                 tracing::error!(error = %e, "write refused");
                 ApiError::new(
@@ -132,6 +144,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.code == "NotLeader" {
+            // Tells a forwarding node the request was not evaluated: safe to retry.
+            resp.headers_mut().insert(
+                crate::routing::NOT_LEADER_HEADER,
+                HeaderValue::from_static("1"),
+            );
+        }
         if let Some(s) = self.retry_after_s {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

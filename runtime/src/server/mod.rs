@@ -14,6 +14,7 @@ pub mod api_error;
 pub mod auth;
 pub mod body;
 mod bootstrap;
+mod cluster_api;
 mod commands_api;
 mod devices_api;
 mod events_api;
@@ -68,10 +69,11 @@ impl Node {
         )?;
         let proposer = Proposer::start(
             storage.clone(),
-            config.shard_count,
+            config.cluster_config()?,
             config.write_queue,
             config.max_commit_batch,
-        );
+        )
+        .await?;
         let twins = TwinActors::start(
             storage.clone(),
             proposer.clone(),
@@ -89,7 +91,19 @@ impl Node {
             tls: config.tls_cert.is_some(),
             config: Arc::new(config),
         };
-        let created_admin_token = bootstrap::first_start(&state).await?;
+        state
+            .proposer
+            .cluster()
+            .set_forward_handler(Arc::new(crate::routing::Forwarder {
+                state: state.clone(),
+                router: router(state.clone()),
+            }));
+        // A joining node gets tenants and tokens from the cluster it joins.
+        let created_admin_token = if state.config.join.is_empty() {
+            bootstrap::first_start(&state).await?
+        } else {
+            None
+        };
         Ok(Node {
             state,
             created_admin_token,
@@ -111,7 +125,12 @@ pub fn router(state: AppState) -> Router {
         .merge(events_api::routes())
         .merge(devices_api::routes())
         .merge(commands_api::routes())
+        .merge(cluster_api::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::routing::route_to_leader,
+        ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }

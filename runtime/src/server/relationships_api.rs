@@ -190,27 +190,27 @@ async fn list_incoming(
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    let prefix = keys::rel_in_prefix(shard_of(tenant, &id, st.shard_count), tenant, &id);
-    let after = paging::decode_token(q.page.continuation_token.as_deref())?;
-    let mut rows = st
-        .storage
-        .scan(Family::RelIn, &prefix, after.as_deref(), size + 1)?;
-    let more = rows.len() > size;
-    rows.truncate(size);
-    let next = more
-        .then(|| rows.last().map(|(k, _)| paging::encode_token(k)))
-        .flatten();
-    let mut items = Vec::with_capacity(rows.len());
-    for (k, _) in rows {
-        let Some((source, rel_id)) = keys::split_rel_in_tail(&k[prefix.len()..]) else {
-            return Err(ApiError::internal(
-                "corrupt incoming-relationship index entry",
-            ));
-        };
-        if let Some(r) = load_relationship(&st.storage, st.shard_count, tenant, &source, &rel_id)? {
-            items.push(r.to_incoming_json());
-        }
-    }
+    // Each index entry lives on its source's shard: page through every data shard
+    // (the continuation token names the shard and the last entry returned).
+    let (items, next) = paging::scan_shards(
+        &st.storage,
+        Family::RelIn,
+        st.shard_count,
+        |shard| keys::rel_in_prefix(shard, tenant, &id),
+        q.page.continuation_token.as_deref(),
+        size,
+        |tail, _| {
+            let Some((source, rel_id)) = keys::split_rel_in_tail(tail) else {
+                return Err(ApiError::internal(
+                    "corrupt incoming-relationship index entry",
+                ));
+            };
+            Ok(
+                load_relationship(&st.storage, st.shard_count, tenant, &source, &rel_id)?
+                    .map(|r| r.to_incoming_json()),
+            )
+        },
+    )?;
     let path = format!(
         "/digitaltwins/{}/incomingrelationships",
         encode_segment(&id)

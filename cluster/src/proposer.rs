@@ -1,0 +1,352 @@
+//! The path from a proposed [`Command`] to a replicated, durable, applied change.
+//!
+//! ```text
+//!  handlers ──propose()──▶ group g's bounded queue ──▶ group g's writer task
+//!                                                       │ drain up to `max_batch` proposals
+//!                                                       │ (this node must lead g, caught up)
+//!                                                       │ evaluate each in its own Overlay
+//!                                                       │   (a rejected command leaves no trace)
+//!                                                       │ one ShardRequest (writes + events)
+//!                                                       │ raft(g).client_write: replicated to a
+//!                                                       │   majority, fsynced, applied here
+//!                                                       └─▶ reply to every proposer
+//! ```
+//!
+//! Every group (each data shard and the meta group) has its own writer, so a group
+//! without quorum stalls only its own proposers. The shard leader evaluates; the Raft
+//! log carries the resulting write set, which every replica applies (see
+//! [`crate::raft`]). Change events travel in the same entry and are published by the
+//! apply hook on every replica, in log order, once applied ([`Proposer::subscribe`]).
+//!
+//! Contract: a proposer gets `Ok` only after its command's writes are committed by a
+//! majority (each replica fsyncs its log before acknowledging) and applied on this node.
+
+use crate::node::{ClusterConfig, ClusterError, ClusterNode};
+use crate::raft::store::ApplyHook;
+use crate::raft::{GroupId, NodeId, ShardRequest, META_GROUP};
+use crate::storage::Storage;
+use doppel_twins::{
+    change_event, ChangeEvent, Command, Outcome, Overlay, Stamp, StateMachine, TwinError, WireEvent,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error(transparent)]
+    Rejected(#[from] TwinError),
+    #[error("the write queue is full; retry shortly")]
+    Overloaded,
+    #[error("this node does not lead shard group {group}; its leader is {}", leader.map(|l| format!("node {l}")).unwrap_or_else(|| "not elected yet".into()))]
+    NotLeader {
+        group: GroupId,
+        leader: Option<NodeId>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("storage failed ({0})")]
+    StorageFailed(String),
+}
+
+impl From<ClusterError> for ProposeError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::NotLeader { group, leader, .. } => {
+                ProposeError::NotLeader { group, leader }
+            }
+            other => ProposeError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+struct Proposal {
+    cmd: Command,
+    stamp: Stamp,
+    reply: oneshot::Sender<Result<Outcome, ProposeError>>,
+}
+
+/// Counters for `/metrics` and benchmarks.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commands: AtomicU64,
+    pub rejected: AtomicU64,
+    pub groups: AtomicU64,
+}
+
+/// How many change events a slow watcher may fall behind before it misses some.
+const EVENT_BUFFER: usize = 4096;
+
+/// How long a newly elected leader may take to apply its predecessors' entries
+/// before its proposers are told to retry.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+pub struct Proposer {
+    queues: Arc<Vec<mpsc::Sender<Proposal>>>,
+    events: broadcast::Sender<Arc<ChangeEvent>>,
+    cluster: ClusterNode,
+    shard_count: u32,
+    pub stats: Arc<CommitStats>,
+}
+
+impl Proposer {
+    /// Opens every Raft group of this node on `storage`, forms or joins the cluster, and
+    /// starts one writer per group.
+    pub async fn start(
+        storage: Storage,
+        config: ClusterConfig,
+        queue: usize,
+        max_batch: usize,
+    ) -> Result<Self, ClusterError> {
+        let shard_count = config.shard_count.max(1);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let machine = Arc::new(Mutex::new(StateMachine::new(shard_count)));
+        let hook: ApplyHook = {
+            let events = events.clone();
+            let machine = machine.clone();
+            Arc::new(move |group: GroupId, wire: &[WireEvent]| {
+                if group == META_GROUP {
+                    // Models may have changed (possibly through another node's
+                    // evaluation): drop every cached resolution.
+                    if let Ok(mut m) = machine.lock() {
+                        *m = StateMachine::new(shard_count);
+                    }
+                }
+                for w in wire {
+                    match w.to_event() {
+                        // No watcher is not an error.
+                        Some(e) => {
+                            let _ = events.send(Arc::new(e));
+                        }
+                        None => {
+                            tracing::warn!(kind = %w.kind, "skipping an event this release cannot read")
+                        }
+                    }
+                }
+            })
+        };
+        let cluster = ClusterNode::start(storage.clone(), config, hook).await?;
+        let stats = Arc::new(CommitStats::default());
+        let mut queues = Vec::new();
+        for g in cluster.group_ids() {
+            let (tx, rx) = mpsc::channel(queue.max(1));
+            let writer = Writer {
+                group: g,
+                storage: storage.clone(),
+                machine: machine.clone(),
+                cluster: cluster.clone(),
+                stats: stats.clone(),
+                max_batch: max_batch.max(1),
+            };
+            tokio::spawn(writer.run(rx));
+            queues.push(tx);
+        }
+        Ok(Proposer {
+            queues: Arc::new(queues),
+            events,
+            cluster,
+            shard_count,
+            stats,
+        })
+    }
+
+    pub fn cluster(&self) -> &ClusterNode {
+        &self.cluster
+    }
+
+    /// A stream of every applied change, in log order per group. A receiver that falls
+    /// more than a few thousand events behind gets `RecvError::Lagged` and continues.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+        self.events.subscribe()
+    }
+
+    /// The group a command is evaluated in.
+    pub fn group_of(&self, cmd: &Command) -> GroupId {
+        cmd.shard(self.shard_count)
+    }
+
+    /// Proposes a command stamped now; resolves once it is replicated and applied (or
+    /// rejected).
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome, ProposeError> {
+        let stamp = Stamp {
+            now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            nonce: rand::random(),
+        };
+        self.propose_stamped(cmd, stamp).await
+    }
+
+    pub async fn propose_stamped(
+        &self,
+        cmd: Command,
+        stamp: Stamp,
+    ) -> Result<Outcome, ProposeError> {
+        let group = self.group_of(&cmd);
+        let idx = if group == META_GROUP {
+            self.queues.len() - 1
+        } else {
+            group as usize
+        };
+        let leader = self.cluster.leader_of(group);
+        if leader.is_some() && leader != Some(self.cluster.node_id()) {
+            return Err(ProposeError::NotLeader { group, leader });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.queues[idx]
+            .try_send(Proposal { cmd, stamp, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => {
+                    ProposeError::Unavailable("the node is shutting down".into())
+                }
+            })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ProposeError::Unavailable(
+                "the node is shutting down".into(),
+            ))
+        })
+    }
+}
+
+struct Writer {
+    group: GroupId,
+    storage: Storage,
+    machine: Arc<Mutex<StateMachine>>,
+    cluster: ClusterNode,
+    stats: Arc<CommitStats>,
+    max_batch: usize,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Proposal>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            if !self.ready().await {
+                let leader = self.cluster.leader_of(self.group);
+                for p in batch {
+                    let _ = p.reply.send(Err(ProposeError::NotLeader {
+                        group: self.group,
+                        leader: leader.filter(|l| *l != self.cluster.node_id()),
+                    }));
+                }
+                continue;
+            }
+            self.commit_batch(batch).await;
+        }
+    }
+
+    /// Whether this node may evaluate for its group now: it leads it and has applied
+    /// every earlier leader's entries. A fresh leader gets a moment to catch up.
+    async fn ready(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            if self.cluster.leads_and_caught_up(self.group) {
+                return true;
+            }
+            let leader = self.cluster.leader_of(self.group);
+            if (leader.is_some() && leader != Some(self.cluster.node_id()))
+                || tokio::time::Instant::now() >= deadline
+            {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<Proposal>) {
+        let (results, writes, events) = self.evaluate(&batch);
+        self.stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let committed = if writes.is_empty() {
+            Ok(())
+        } else {
+            self.stats.groups.fetch_add(1, Ordering::Relaxed);
+            self.cluster
+                .write(self.group, ShardRequest { writes, events })
+                .await
+        };
+        match committed {
+            Ok(()) => {
+                for (p, r) in batch.into_iter().zip(results) {
+                    let _ = p.reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = self.group, error = %e, "a write group was not committed");
+                // The cache may hold models read through the uncommitted overlay.
+                if let Ok(mut m) = self.machine.lock() {
+                    *m = StateMachine::new(m.shard_count());
+                }
+                let e = ProposeError::from(e);
+                for p in batch {
+                    let _ = p.reply.send(Err(match &e {
+                        ProposeError::NotLeader { group, leader } => ProposeError::NotLeader {
+                            group: *group,
+                            leader: *leader,
+                        },
+                        other => ProposeError::Unavailable(other.to_string()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Evaluates every proposal against this node's applied state plus the writes of the
+    /// proposals before it in the batch.
+    #[allow(clippy::type_complexity)]
+    fn evaluate(
+        &self,
+        batch: &[Proposal],
+    ) -> (
+        Vec<Result<Outcome, ProposeError>>,
+        Vec<doppel_twins::Write>,
+        Vec<WireEvent>,
+    ) {
+        let mut machine = match self.machine.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut overlay = Overlay::new(&self.storage);
+        let mut results = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        for p in batch {
+            // A bug in applying one command (a panic) must not take the writer, and with
+            // it every later write of the group, down: that command is refused (its
+            // overlay is dropped, so it leaves no trace) and the batch goes on.
+            let m = &mut *machine;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut tx = Overlay::new(&overlay);
+                m.apply(&p.cmd, &p.stamp, &mut tx)
+                    .map(|o| (o, tx.into_writes()))
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(command = ?p.cmd, "applying a command panicked; it was refused");
+                Err(TwinError::Store(doppel_twins::StoreError(
+                    "internal error while applying the command; it was not applied".into(),
+                )))
+            });
+            match applied {
+                Ok((outcome, writes)) => {
+                    overlay.extend(writes);
+                    if let Some(e) = change_event(&p.cmd, &outcome, &p.stamp) {
+                        events.push(WireEvent::from(&e));
+                    }
+                    results.push(Ok(outcome));
+                }
+                Err(e) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    results.push(Err(ProposeError::Rejected(e)));
+                }
+            }
+        }
+        (results, overlay.into_writes(), events)
+    }
+}
