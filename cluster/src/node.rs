@@ -52,6 +52,9 @@ pub struct ClusterConfig {
     pub election_timeout_ms: (u64, u64),
     /// Take a snapshot (and let the log be purged) after this many applied entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for replicas that lag a little; one that
+    /// lags more catches up by snapshot.
+    pub logs_to_keep: u64,
 }
 
 impl ClusterConfig {
@@ -66,6 +69,7 @@ impl ClusterConfig {
             heartbeat_ms: 100,
             election_timeout_ms: (300, 600),
             snapshot_every: 20_000,
+            logs_to_keep: 1_000,
         }
     }
 
@@ -117,7 +121,7 @@ fn raft_config(c: &ClusterConfig) -> Result<Arc<openraft::Config>, ClusterError>
         election_timeout_max: c.election_timeout_ms.1,
         install_snapshot_timeout: 10_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(c.snapshot_every),
-        max_in_snapshot_log_to_keep: 1_000,
+        max_in_snapshot_log_to_keep: c.logs_to_keep,
         max_payload_entries: 256,
         ..Default::default()
     };
@@ -632,6 +636,7 @@ impl ClusterNode {
                     last_log_index: m.last_log_index,
                     last_applied: m.last_applied.map(|l| l.index),
                     snapshot: m.snapshot.map(|l| l.index),
+                    purged: m.purged.map(|l| l.index),
                     replication: m
                         .replication
                         .map(|r| {

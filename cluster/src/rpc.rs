@@ -92,6 +92,8 @@ pub struct GroupStatus {
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
     pub snapshot: Option<u64>,
+    /// Log entries up to here were purged (covered by the snapshot).
+    pub purged: Option<u64>,
     /// On the leader: each replica's matched log index (lag = last_log_index − matched).
     pub replication: Vec<(NodeId, Option<u64>)>,
 }

@@ -358,7 +358,10 @@ async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
     let map: std::collections::HashMap<String, TwinRecord> =
         records.iter().map(|t| (t.id.clone(), t.clone())).collect();
     let map_kib = rss_kib()?.saturating_sub(before_map);
-    drop(records);
+    eprintln!(
+        "bench density: baseline map built (RSS {} MiB); activating the twins…",
+        rss_kib()? / 1024
+    );
 
     // doppel: activate every twin (a no-op patch activates the twin on its tenant ×
     // shard host, which loads its record from RocksDB, and writes nothing).
@@ -381,7 +384,13 @@ async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let took = started.elapsed();
-    let actors_kib = rss_kib()?.saturating_sub(before);
+    let after = rss_kib()?;
+    let actors_kib = after.saturating_sub(before);
+    eprintln!(
+        "bench density: RSS {} MiB before activating, {} MiB after",
+        before / 1024,
+        after / 1024
+    );
     anyhow::ensure!(
         st.twins.active_twins() == a.twins,
         "expected {} active twins, found {}",
@@ -425,6 +434,9 @@ async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
         us(warm),
         us(took) - us(warm)
     );
+    // Freed only now: memory freed before the doppel measurement would be reused by the
+    // twins and hide their cost.
+    drop(records);
     drop(map);
     st.twins.stop();
     Ok(())

@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub raft_election_timeout_max_ms: u64,
     /// Snapshot a group after this many applied entries (and purge its log before it).
     pub raft_snapshot_every: u64,
+    /// Log entries kept behind a snapshot; a replica lagging further catches up by snapshot.
+    pub raft_logs_to_keep: u64,
     /// Enables `POST /cluster/fault` (network isolation for fault tests). Never in production.
     pub fault_injection: bool,
 }
@@ -98,6 +100,7 @@ impl Default for NodeConfig {
             raft_election_timeout_min_ms: 300,
             raft_election_timeout_max_ms: 600,
             raft_snapshot_every: 20_000,
+            raft_logs_to_keep: 1_000,
             fault_injection: false,
         }
     }
@@ -243,9 +246,9 @@ impl NodeConfig {
                 self.raft_election_timeout_max_ms
             );
         }
-        if self.raft_snapshot_every < 100 {
+        if self.raft_snapshot_every < 10 {
             anyhow::bail!(
-                "raft_snapshot_every: {} is too small (minimum 100)",
+                "raft_snapshot_every: {} is too small (minimum 10)",
                 self.raft_snapshot_every
             );
         }
@@ -262,6 +265,7 @@ impl NodeConfig {
                 self.raft_election_timeout_max_ms,
             ),
             snapshot_every: self.raft_snapshot_every,
+            logs_to_keep: self.raft_logs_to_keep,
         })
     }
 

@@ -15,6 +15,7 @@ pub struct Cluster {
     /// `nodes[i]` is node id `i + 1`.
     pub nodes: Vec<Node>,
     pub cluster_addrs: Vec<String>,
+    config_file: PathBuf,
     pub shards: u32,
     pub token: String,
 }
@@ -30,6 +31,11 @@ impl Cluster {
     /// Starts `n` nodes with `shards` data shards and waits until every group has a
     /// leader and `n` voters.
     pub async fn start(n: usize, shards: u32) -> Result<Cluster> {
+        Self::start_with(n, shards, "").await
+    }
+
+    /// [`Cluster::start`] with `config` (TOML) as every node's `--config` file.
+    pub async fn start_with(n: usize, shards: u32, config: &str) -> Result<Cluster> {
         let root = tempfile::Builder::new()
             .prefix("doppel-cluster-")
             .tempdir()?;
@@ -46,6 +52,8 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let config_file = root.path().join("node.toml");
+        std::fs::write(&config_file, config)?;
         let mut addrs = Vec::new();
         for _ in 0..n {
             addrs.push(format!("127.0.0.1:{}", free_udp_port()?));
@@ -55,6 +63,7 @@ impl Cluster {
             certs,
             nodes: Vec::new(),
             cluster_addrs: addrs,
+            config_file,
             shards,
             token: String::new(),
         };
@@ -87,6 +96,8 @@ impl Cluster {
             "--shards".into(),
             self.shards.to_string(),
             "--fault-injection".into(),
+            "--config".into(),
+            self.config_file.display().to_string(),
         ];
         if id > 1 {
             a.push("--join".into());

@@ -107,6 +107,8 @@ async fn status(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Va
             "voters": g.voters,
             "learners": g.learners,
             "lastLogIndex": leader_view.and_then(|lv| lv.last_log_index).or(g.last_log_index),
+            "snapshot": leader_view.and_then(|lv| lv.snapshot),
+            "purged": leader_view.and_then(|lv| lv.purged),
             "replicas": replicas,
         }));
     }
