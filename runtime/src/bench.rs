@@ -10,6 +10,7 @@
 //! `doppel bench ingest` ([`ingest`]) runs simulated MQTT devices against a real node's
 //! device edge, beside a mosquitto broker routing the same load.
 
+pub mod cluster;
 pub mod ingest;
 
 use crate::config::NodeConfig;
@@ -29,6 +30,9 @@ pub enum BenchCmd {
     /// Device telemetry over MQTT into durable twin state (messages/s, publish→PUBACK
     /// p50/p99), vs mosquitto routing the same load to one subscriber.
     Ingest(ingest::IngestArgs),
+    /// Replicated twin PATCH on a three-node cluster (three processes, QUIC) vs the same
+    /// load on one node (RF=1).
+    Cluster(cluster::ClusterBenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -62,6 +66,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Patch(a) => bench_patch(a).await,
         BenchCmd::Density(a) => bench_density(a).await,
         BenchCmd::Ingest(a) => ingest::bench_ingest(a).await,
+        BenchCmd::Cluster(a) => cluster::bench_cluster(a).await,
     }
 }
 
