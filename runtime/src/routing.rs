@@ -124,6 +124,9 @@ pub async fn route_to_leader(State(st): State<AppState>, req: Request, next: Nex
         None => return next.run(req).await,
     };
     let Some(group) = group_of(&st, &tenant, req.uri().path()) else {
+        if !forwarded && is_command_call(req.uri().path()) && cluster.members().len() > 1 {
+            return command_anywhere(&st, req, next).await;
+        }
         return next.run(req).await;
     };
     let me = cluster.node_id();
@@ -217,6 +220,64 @@ async fn leader_moved(cluster: &doppel_cluster::node::ClusterNode, group: GroupI
         }
     }
 }
+
+fn is_command_call(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(segs.as_slice(), ["digitaltwins", _, "commands", _])
+}
+
+/// A direct-method call goes to the device, which is connected to one node (or none):
+/// this node first, then each other member until one has the device online.
+async fn command_anywhere(st: &AppState, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, st.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "the request body exceeds {} bytes",
+                    st.config.max_body_bytes
+                ),
+            )
+            .into_response()
+        }
+    };
+    // The same request again (with the route's extensions: its path parameters).
+    let mut local = Request::new(Body::from(body.clone()));
+    *local.method_mut() = parts.method.clone();
+    *local.uri_mut() = parts.uri.clone();
+    *local.version_mut() = parts.version;
+    *local.headers_mut() = parts.headers.clone();
+    *local.extensions_mut() = parts.extensions.clone();
+    let resp = next.run(local).await;
+    if !is_offline(&resp) {
+        return resp;
+    }
+    let cluster = st.proposer.cluster().clone();
+    for (peer, _) in cluster.members() {
+        if peer == cluster.node_id() {
+            continue;
+        }
+        match forward_http(st, peer, &parts, &body).await {
+            Ok(r) if !is_offline(&r) => return r,
+            Ok(_) => {}
+            Err(Undelivered(e)) => {
+                tracing::debug!(peer, error = %e, "asking a peer for a device failed")
+            }
+        }
+    }
+    resp
+}
+
+/// Whether a response is `404 DeviceNotOnline` (the commands API marks it).
+fn is_offline(resp: &Response) -> bool {
+    resp.status() == StatusCode::NOT_FOUND && resp.headers().contains_key(DEVICE_OFFLINE_HEADER)
+}
+
+/// Set by the commands API on `404 DeviceNotOnline`, so routing can ask other nodes.
+pub const DEVICE_OFFLINE_HEADER: &str = "x-doppel-device-offline";
 
 fn unavailable(message: String) -> Response {
     ApiError {

@@ -264,6 +264,14 @@ impl DeviceEdge {
             }
             DeviceTopic::TwinGet { rid } => {
                 let shard = shard_of(&tenant, &twin_id, self.state.shard_count);
+                // Linearizable like a REST GET: this node applies everything its
+                // shard's leader had committed before answering.
+                let cluster = self.state.proposer.cluster();
+                if cluster.members().len() > 1 {
+                    cluster.read_barrier(&[shard]).await.map_err(|e| {
+                        PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())
+                    })?;
+                }
                 let twin =
                     load_twin(&self.state.storage, shard, &tenant, &twin_id).map_err(|e| {
                         PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())

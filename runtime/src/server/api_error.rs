@@ -144,6 +144,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.code == "DeviceNotOnline" {
+            resp.headers_mut().insert(
+                crate::routing::DEVICE_OFFLINE_HEADER,
+                HeaderValue::from_static("1"),
+            );
+        }
         if self.code == "NotLeader" {
             // Tells a forwarding node the request was not evaluated: safe to retry.
             resp.headers_mut().insert(
