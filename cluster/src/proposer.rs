@@ -261,10 +261,34 @@ impl Writer {
     }
 
     async fn commit_batch(&self, batch: Vec<Proposal>) {
-        let (results, writes, events) = self.evaluate(&batch);
+        let (mut results, mut writes, mut events) = self.evaluate(&batch);
+        // Models live in the meta group, whose replica here may trail its leader: a
+        // model uploaded through another node a moment ago may not be applied here
+        // yet. Before refusing a twin for an unknown model, catch up with the meta
+        // group (a read barrier) and evaluate the batch again.
+        let model_missing = results
+            .iter()
+            .any(|r| matches!(r, Err(ProposeError::Rejected(e)) if e.code() == "ModelNotFound"));
+        if model_missing && self.group != META_GROUP && self.cluster.members().len() > 1 {
+            match self.cluster.read_barrier(&[META_GROUP]).await {
+                Ok(()) => {
+                    if let Ok(mut m) = self.machine.lock() {
+                        *m = StateMachine::new(m.shard_count());
+                    }
+                    (results, writes, events) = self.evaluate(&batch);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "meta read barrier failed; answering as evaluated")
+                }
+            }
+        }
         self.stats
             .commands
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let rejected = results.iter().filter(|r| r.is_err()).count();
+        self.stats
+            .rejected
+            .fetch_add(rejected as u64, Ordering::Relaxed);
         let committed = if writes.is_empty() {
             Ok(())
         } else {
@@ -341,10 +365,7 @@ impl Writer {
                     }
                     results.push(Ok(outcome));
                 }
-                Err(e) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    results.push(Err(ProposeError::Rejected(e)));
-                }
+                Err(e) => results.push(Err(ProposeError::Rejected(e))),
             }
         }
         (results, overlay.into_writes(), events)

@@ -98,6 +98,7 @@ impl Node {
                 state: state.clone(),
                 router: router(state.clone()),
             }));
+        follow_leadership(&state);
         // A joining node gets tenants and tokens from the cluster it joins.
         let created_admin_token = if state.config.join.is_empty() {
             bootstrap::first_start(&state).await?
@@ -183,4 +184,35 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Twin actors live on their shard's leader: whenever this node gains or loses the
+/// leadership of a data shard, that shard's active twins are dropped, so no actor keeps
+/// a copy from another reign (they re-activate from storage on their next request,
+/// which only a leader that has applied its predecessors' entries takes).
+fn follow_leadership(state: &AppState) {
+    let cluster = state.proposer.cluster().clone();
+    let me = cluster.node_id();
+    for shard in 0..state.shard_count {
+        let Some(raft) = cluster.raft(shard) else {
+            continue;
+        };
+        let mut rx = raft.metrics();
+        let twins = state.twins.clone();
+        tokio::spawn(async move {
+            let mut leading = rx.borrow_and_update().current_leader == Some(me);
+            while rx.changed().await.is_ok() {
+                let now = rx.borrow_and_update().current_leader == Some(me);
+                if now != leading {
+                    tracing::info!(
+                        shard,
+                        leading = now,
+                        "shard leadership moved; its twin actors are dropped"
+                    );
+                    twins.passivate_shard(shard);
+                    leading = now;
+                }
+            }
+        });
+    }
 }
