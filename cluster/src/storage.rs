@@ -99,6 +99,37 @@ pub struct Storage {
     db: Arc<DB>,
     sync: bool,
     path: PathBuf,
+    syncer: std::sync::mpsc::Sender<SyncWaiter>,
+}
+
+/// Called once the WAL has been fsynced past the waiter's writes (or the fsync failed).
+pub(crate) type SyncWaiter = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Group commit of WAL fsyncs across every Raft group of the node: writers append
+/// without fsync, then wait here; one thread fsyncs the WAL once for everyone waiting
+/// (RocksDB's WAL is one sequential file, so one fsync covers every earlier write).
+fn start_wal_syncer(db: std::sync::Weak<DB>) -> std::sync::mpsc::Sender<SyncWaiter> {
+    let (tx, rx) = std::sync::mpsc::channel::<SyncWaiter>();
+    std::thread::Builder::new()
+        .name("doppel-wal-sync".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    waiting.push(w);
+                }
+                // A weak handle: the database closes when the last `Storage` goes.
+                let result = match db.upgrade() {
+                    Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+                    None => Err("the database is closed".to_string()),
+                };
+                for w in waiting {
+                    w(result.clone());
+                }
+            }
+        })
+        .expect("spawning the WAL sync thread");
+    tx
 }
 
 impl Storage {
@@ -131,13 +162,26 @@ impl Storage {
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| open_err(e.to_string()))?;
+        let db = Arc::new(db);
         let storage = Storage {
-            db: Arc::new(db),
+            syncer: start_wal_syncer(Arc::downgrade(&db)),
+            db,
             sync: config.sync,
             path: path.to_owned(),
         };
         storage.check_shard_count(shard_count)?;
         Ok(storage)
+    }
+
+    /// Runs `waiter` once everything written so far is fsynced (at once when the
+    /// storage does not sync). Writers that call this concurrently share one fsync.
+    pub(crate) fn after_wal_sync(&self, waiter: SyncWaiter) {
+        if !self.sync {
+            return waiter(Ok(()));
+        }
+        if let Err(std::sync::mpsc::SendError(waiter)) = self.syncer.send(waiter) {
+            waiter(Err("the WAL sync thread stopped".into()));
+        }
     }
 
     pub fn path(&self) -> &Path {

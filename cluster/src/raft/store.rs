@@ -369,18 +369,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|entry| Ok((entry.log_id.index, encode(group, "log entry", &entry)?)))
             .collect::<Result<Vec<_>, RaftStoreError>>()
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        // The write (and its fsync) completes before `append` returns, so the entries are
-        // readable on return and durable when the callback reports it.
+        // The write completes before `append` returns, so the entries are readable on
+        // return; they are durable when the callback reports it, after the node's WAL
+        // syncer has fsynced past them (one fsync shared by every group appending at
+        // the same time: group commit across the node's Raft groups).
+        let writer = storage.clone();
         blocking(group, move || {
-            let mut batch = storage.batch();
+            let mut batch = writer.batch();
             for (index, value) in &encoded {
                 batch.put_raft(RaftCf::Log, &log_key(group, *index), value)?;
             }
-            Ok(batch.commit(Durability::Fsync)?)
+            Ok(batch.commit(Durability::Buffered)?)
         })
         .await
         .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        callback.log_io_completed(Ok(()));
+        storage.after_wal_sync(Box::new(move |r| {
+            callback.log_io_completed(r.map_err(std::io::Error::other))
+        }));
         Ok(())
     }
 
