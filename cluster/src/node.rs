@@ -655,6 +655,16 @@ impl ClusterNode {
         }
     }
 
+    /// Whether this node is the meta group's only voter (a single-node deployment).
+    pub fn is_single_voter(&self) -> bool {
+        self.raft(META_GROUP).is_some_and(|r| {
+            let m = r.metrics();
+            let m = m.borrow();
+            let mut voters = m.membership_config.membership().voter_ids();
+            voters.next() == Some(self.node_id()) && voters.next().is_none()
+        })
+    }
+
     /// Every node of the cluster (from the meta group's membership) with its address.
     pub fn members(&self) -> Vec<(NodeId, String)> {
         self.raft(META_GROUP)

@@ -109,6 +109,11 @@ fn group_of(st: &AppState, tenant: &str, path: &str) -> Option<GroupId> {
 /// The middleware: see the module docs.
 pub async fn route_to_leader(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let cluster = st.proposer.cluster().clone();
+    if cluster.is_single_voter() {
+        // A lone node leads every group and is the only replica: nothing to route,
+        // and its applied state is the committed state.
+        return next.run(req).await;
+    }
     let forwarded = req.headers().contains_key(FORWARDED);
     // Who is asking decides the tenant; an unauthenticated request is answered by the
     // handler (401) wherever it arrives.

@@ -373,16 +373,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // return; they are durable when the callback reports it, after the node's WAL
         // syncer has fsynced past them (one fsync shared by every group appending at
         // the same time: group commit across the node's Raft groups).
-        let writer = storage.clone();
-        blocking(group, move || {
-            let mut batch = writer.batch();
+        // Without fsync the write is a memtable insert and a buffered WAL append: done
+        // inline rather than on the blocking pool.
+        let write = || -> Result<(), RaftStoreError> {
+            let mut batch = storage.batch();
             for (index, value) in &encoded {
                 batch.put_raft(RaftCf::Log, &log_key(group, *index), value)?;
             }
             Ok(batch.commit(Durability::Buffered)?)
-        })
-        .await
-        .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        };
+        write().map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         storage.after_wal_sync(Box::new(move |r| {
             callback.log_io_completed(r.map_err(std::io::Error::other))
         }));
