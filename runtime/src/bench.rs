@@ -267,7 +267,7 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
     );
     println!(
         "  {:<44} {:>10.0} {:>9.2} {:>9.2}",
-        "doppel PATCH over HTTP (group commit)", doppel.ops_per_s, doppel.p50_ms, doppel.p99_ms
+        "doppel PATCH over HTTP (Raft log, RF=1)", doppel.ops_per_s, doppel.p50_ms, doppel.p99_ms
     );
     println!(
         "  {:<44} {:>10.0} {:>9.2} {:>9.2}",
@@ -277,7 +277,7 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
         baseline.p99_ms
     );
     println!(
-        "  ratio doppel/baseline: throughput {:.2}x, p99 latency {:.2}x; {:.1} commands per fsynced group",
+        "  ratio doppel/baseline: throughput {:.2}x, p99 latency {:.2}x; {:.1} commands per Raft entry",
         doppel.ops_per_s / baseline.ops_per_s.max(1e-9),
         doppel.p99_ms / baseline.p99_ms.max(1e-9),
         cmds as f64 / (groups.max(1)) as f64

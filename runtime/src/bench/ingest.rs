@@ -304,7 +304,7 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
         format!("{:.2}x", d.p99_ms / m.p99_ms.max(1e-9))
     };
     println!(
-        "  ratio doppel/mosquitto: throughput {:.2}x, p99 latency {p99_ratio}; {:.1} commands per fsynced group",
+        "  ratio doppel/mosquitto: throughput {:.2}x, p99 latency {p99_ratio}; {:.1} commands per Raft entry",
         doppel_rate / mosq_ack_rate.max(1e-9),
         cmds as f64 / groups.max(1) as f64
     );
