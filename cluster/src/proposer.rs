@@ -105,17 +105,18 @@ impl Proposer {
     ) -> Result<Self, ClusterError> {
         let shard_count = config.shard_count.max(1);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let machine = Arc::new(Mutex::new(StateMachine::new(shard_count)));
+        // Each group's writer has its own state machine (model cache), so evaluation
+        // takes no lock; a meta-group apply bumps the generation and every writer
+        // drops its cached models before its next evaluation.
+        let models_generation = Arc::new(AtomicU64::new(0));
         let hook: ApplyHook = {
             let events = events.clone();
-            let machine = machine.clone();
+            let models_generation = models_generation.clone();
             Arc::new(move |group: GroupId, wire: &[WireEvent]| {
                 if group == META_GROUP {
                     // Models may have changed (possibly through another node's
-                    // evaluation): drop every cached resolution.
-                    if let Ok(mut m) = machine.lock() {
-                        *m = StateMachine::new(shard_count);
-                    }
+                    // evaluation): every cached resolution is dropped.
+                    models_generation.fetch_add(1, Ordering::AcqRel);
                 }
                 for w in wire {
                     match w.to_event() {
@@ -138,7 +139,8 @@ impl Proposer {
             let writer = Writer {
                 group: g,
                 storage: storage.clone(),
-                machine: machine.clone(),
+                machine: Mutex::new((0, StateMachine::new(shard_count))),
+                models_generation: models_generation.clone(),
                 cluster: cluster.clone(),
                 stats: stats.clone(),
                 max_batch: max_batch.max(1),
@@ -215,7 +217,10 @@ impl Proposer {
 struct Writer {
     group: GroupId,
     storage: Storage,
-    machine: Arc<Mutex<StateMachine>>,
+    /// This writer's state machine and the models generation its cache matches. The
+    /// mutex is never contended (one writer task); it only makes the writer `Sync`.
+    machine: Mutex<(u64, StateMachine)>,
+    models_generation: Arc<AtomicU64>,
     cluster: ClusterNode,
     stats: Arc<CommitStats>,
     max_batch: usize,
@@ -282,9 +287,7 @@ impl Writer {
         if model_missing && self.group != META_GROUP && self.cluster.members().len() > 1 {
             match self.cluster.read_barrier(&[META_GROUP]).await {
                 Ok(()) => {
-                    if let Ok(mut m) = self.machine.lock() {
-                        *m = StateMachine::new(m.shard_count());
-                    }
+                    self.forget_models();
                     (results, writes, events) = self.evaluate(&batch);
                 }
                 Err(e) => {
@@ -316,9 +319,7 @@ impl Writer {
             Err(e) => {
                 tracing::warn!(group = self.group, error = %e, "a write group was not committed");
                 // The cache may hold models read through the uncommitted overlay.
-                if let Ok(mut m) = self.machine.lock() {
-                    *m = StateMachine::new(m.shard_count());
-                }
+                self.forget_models();
                 let e = ProposeError::from(e);
                 for p in batch {
                     let _ = p.reply.send(Err(match &e {
@@ -333,6 +334,17 @@ impl Writer {
         }
     }
 
+    /// Drops this writer's cached model resolutions (they may hold models read through an
+    /// overlay that was never committed, or be older than the meta group's state).
+    fn forget_models(&self) {
+        let mut guard = match self.machine.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = guard.1.shard_count();
+        guard.1 = StateMachine::new(n);
+    }
+
     /// Evaluates every proposal against this node's applied state plus the writes of the
     /// proposals before it in the batch.
     #[allow(clippy::type_complexity)]
@@ -344,10 +356,16 @@ impl Writer {
         Vec<doppel_twins::Write>,
         Vec<WireEvent>,
     ) {
-        let mut machine = match self.machine.lock() {
+        let mut guard = match self.machine.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let generation = self.models_generation.load(Ordering::Acquire);
+        if guard.0 != generation {
+            let n = guard.1.shard_count();
+            *guard = (generation, StateMachine::new(n));
+        }
+        let machine = &mut guard.1;
         let mut overlay = Overlay::new(&self.storage);
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
