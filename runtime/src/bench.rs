@@ -78,6 +78,54 @@ pub struct Figures {
     pub p99_ms: f64,
 }
 
+/// The PATCH load of `bench patch` and `bench cluster`: `concurrency` clients, spread
+/// over `urls`, replace the `temperature` of twins `sensor-0..twins` round-robin until
+/// `ops` requests are acknowledged (each must answer 204).
+pub(crate) async fn patch_load(
+    client: &reqwest::Client,
+    urls: &[String],
+    auth: &str,
+    twins: usize,
+    concurrency: usize,
+    ops: usize,
+) -> anyhow::Result<Figures> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let n = ops / concurrency + usize::from(w < ops % concurrency);
+        let url = urls[w % urls.len()].clone();
+        let (client, auth) = (client.clone(), auth.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..n {
+                let twin = (w + i * 7919) % twins;
+                let patch = serde_json::json!([{"op": "replace", "path": "/temperature", "value": (i as f64) * 0.1}]);
+                let t = Instant::now();
+                let r = client
+                    .patch(format!("{url}/digitaltwins/sensor-{twin}"))
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json-patch+json")
+                    .json(&patch)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status().as_u16() == 204,
+                    "PATCH failed: {} {}",
+                    r.status(),
+                    r.text().await?
+                );
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::with_capacity(ops);
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    Ok(figures(lat, started.elapsed()))
+}
+
 fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
     lat.sort_unstable();
     let pick = |q: f64| -> f64 {
@@ -185,35 +233,15 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
     );
 
     eprintln!("measuring doppel: {} PATCH requests…", a.ops);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..a.concurrency {
-        let n = a.ops / a.concurrency + usize::from(w < a.ops % a.concurrency);
-        let (client, url, auth, twins) = (client.clone(), url.clone(), auth.clone(), a.twins);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            for i in 0..n {
-                let twin = (w + i * 7919) % twins;
-                let patch = serde_json::json!([{"op": "replace", "path": "/temperature", "value": (i as f64) * 0.1}]);
-                let t = Instant::now();
-                let r = client
-                    .patch(format!("{url}/digitaltwins/sensor-{twin}"))
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json-patch+json")
-                    .json(&patch)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().as_u16() == 204, "PATCH failed: {} {}", r.status(), r.text().await?);
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut lat = Vec::with_capacity(a.ops);
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    let doppel = figures(lat, started.elapsed());
+    let doppel = patch_load(
+        &client,
+        std::slice::from_ref(&url),
+        &auth,
+        a.twins,
+        a.concurrency,
+        a.ops,
+    )
+    .await?;
     let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed) - groups0;
     let cmds = stats.commands.load(std::sync::atomic::Ordering::Relaxed) - cmds0;
     let _ = stop_tx.send(());

@@ -142,19 +142,9 @@ pub async fn route_to_leader(State(st): State<AppState>, req: Request, next: Nex
     let is_read = req.method() == Method::GET;
     let deadline = Instant::now() + ROUTE_DEADLINE;
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, st.config.max_body_bytes).await {
+    let body = match read_body(&st, body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "the request body exceeds {} bytes",
-                    st.config.max_body_bytes
-                ),
-            )
-            .into_response()
-        }
+        Err(resp) => return resp,
     };
     loop {
         let leader = match cluster.leader_of(group) {
@@ -235,19 +225,9 @@ fn is_command_call(path: &str) -> bool {
 /// this node first, then each other member until one has the device online.
 async fn command_anywhere(st: &AppState, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, st.config.max_body_bytes).await {
+    let body = match read_body(st, body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "the request body exceeds {} bytes",
-                    st.config.max_body_bytes
-                ),
-            )
-            .into_response()
-        }
+        Err(resp) => return resp,
     };
     // The same request again (with the route's extensions: its path parameters).
     let mut local = Request::new(Body::from(body.clone()));
@@ -283,6 +263,23 @@ fn is_offline(resp: &Response) -> bool {
 
 /// Set by the commands API on `404 DeviceNotOnline`, so routing can ask other nodes.
 pub const DEVICE_OFFLINE_HEADER: &str = "x-doppel-device-offline";
+
+/// The whole request body, which forwarding needs in hand; over the node's limit: 413.
+async fn read_body(st: &AppState, body: Body) -> Result<bytes::Bytes, Response> {
+    axum::body::to_bytes(body, st.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "the request body exceeds {} bytes",
+                    st.config.max_body_bytes
+                ),
+            )
+            .into_response()
+        })
+}
 
 fn unavailable(message: String) -> Response {
     ApiError {

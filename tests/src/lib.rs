@@ -156,20 +156,7 @@ impl Node {
             "127.0.0.1:0".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut node = Node {
-            root,
-            data_dir,
-            args,
-            child: None,
-            stdout: None,
-            starts: 0,
-            fixed_token: token,
-            url: String::new(),
-            token: String::new(),
-            banner: Vec::new(),
-        };
-        node.spawn()?;
-        Ok(node)
+        Self::launch_with_token(root, data_dir, args, token)
     }
 
     /// Whether the node's process is running.
@@ -198,6 +185,15 @@ impl Node {
     }
 
     fn launch(root: tempfile::TempDir, data_dir: PathBuf, args: Vec<String>) -> Result<Node> {
+        Self::launch_with_token(root, data_dir, args, None)
+    }
+
+    fn launch_with_token(
+        root: tempfile::TempDir,
+        data_dir: PathBuf,
+        args: Vec<String>,
+        fixed_token: Option<String>,
+    ) -> Result<Node> {
         let mut node = Node {
             root,
             data_dir,
@@ -205,7 +201,7 @@ impl Node {
             child: None,
             stdout: None,
             starts: 0,
-            fixed_token: None,
+            fixed_token,
             url: String::new(),
             token: String::new(),
             banner: Vec::new(),

@@ -42,6 +42,24 @@ async fn local_v(api: &Api, id: &str) -> Option<String> {
     (r.status == StatusCode::OK).then(|| r.body["v"].as_str().unwrap_or("").to_owned())
 }
 
+/// Waits until the node behind `api` has applied every twin in `want` (each twin's `v`
+/// is its own id).
+async fn holds_all(api: &Api, want: &BTreeSet<String>, who: &str, secs: u64) -> Result<()> {
+    wait_until(
+        &format!("{who} to hold all {} acknowledged twins", want.len()),
+        Duration::from_secs(secs),
+        || async move {
+            for id in want {
+                if local_v(api, id).await.as_deref() != Some(id.as_str()) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_anywhere_reach_the_leader_and_every_replica_converges() -> Result<()> {
     doppel_tests::install_crypto_provider();
@@ -199,47 +217,16 @@ async fn killing_a_shard_leader_loses_no_acknowledged_write() -> Result<()> {
         // Every acknowledged create is on both survivors (their own applied state).
         let want = acked.lock().unwrap().clone();
         for via in &survivors {
-            let api = cluster.api(*via);
-            let want = want.clone();
-            wait_until(
-                &format!("node {via} to hold all {} acknowledged twins", want.len()),
-                Duration::from_secs(15),
-                || {
-                    let (api, want) = (api.clone(), want.clone());
-                    async move {
-                        for id in &want {
-                            if local_v(&api, id).await.as_deref() != Some(id.as_str()) {
-                                return false;
-                            }
-                        }
-                        true
-                    }
-                },
-            )
-            .await?;
+            holds_all(&cluster.api(*via), &want, &format!("node {via}"), 15).await?;
         }
         // The killed node comes back, rejoins as the member it was and catches up.
         cluster.restart(leader)?;
         cluster.wait_healthy(Duration::from_secs(60)).await?;
-        let api = cluster.api(leader);
-        let want2 = want.clone();
-        wait_until(
-            &format!(
-                "restarted node {leader} to catch up on {} twins",
-                want.len()
-            ),
-            Duration::from_secs(30),
-            || {
-                let (api, want) = (api.clone(), want2.clone());
-                async move {
-                    for id in &want {
-                        if local_v(&api, id).await.as_deref() != Some(id.as_str()) {
-                            return false;
-                        }
-                    }
-                    true
-                }
-            },
+        holds_all(
+            &cluster.api(leader),
+            &want,
+            &format!("restarted node {leader}"),
+            30,
         )
         .await?;
         println!(

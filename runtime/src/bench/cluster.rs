@@ -8,7 +8,7 @@
 //! majority of the replicas for RF = 3). Cluster clients are spread over all three
 //! nodes, so two thirds of them reach their shard's leader through a forward.
 
-use super::{figures, Figures};
+use super::Figures;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::{BufRead, BufReader};
@@ -252,39 +252,5 @@ async fn run_load(a: &ClusterBenchArgs, urls: &[String], token: &str) -> Result<
             .await?;
         anyhow::ensure!(r.status().is_success(), "twin create: {}", r.text().await?);
     }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..a.concurrency {
-        let n = a.ops / a.concurrency + usize::from(w < a.ops % a.concurrency);
-        let url = urls[w % urls.len()].clone();
-        let (client, auth, twins) = (client.clone(), auth.clone(), a.twins);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n);
-            for i in 0..n {
-                let twin = (w + i * 7919) % twins;
-                let patch = serde_json::json!([{"op": "replace", "path": "/temperature", "value": (i as f64) * 0.1}]);
-                let t = Instant::now();
-                let r = client
-                    .patch(format!("{url}/digitaltwins/sensor-{twin}"))
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json-patch+json")
-                    .json(&patch)
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    r.status().as_u16() == 204,
-                    "PATCH failed: {} {}",
-                    r.status(),
-                    r.text().await?
-                );
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut lat = Vec::with_capacity(a.ops);
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    Ok(figures(lat, started.elapsed()))
+    super::patch_load(&client, urls, &auth, a.twins, a.concurrency, a.ops).await
 }
