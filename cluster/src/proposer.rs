@@ -284,7 +284,7 @@ impl Writer {
         let model_missing = results
             .iter()
             .any(|r| matches!(r, Err(ProposeError::Rejected(e)) if e.code() == "ModelNotFound"));
-        if model_missing && self.group != META_GROUP && self.cluster.members().len() > 1 {
+        if model_missing && self.group != META_GROUP && !self.cluster.is_single_voter() {
             match self.cluster.read_barrier(&[META_GROUP]).await {
                 Ok(()) => {
                     self.forget_models();

@@ -117,19 +117,23 @@ pub async fn route_to_leader(State(st): State<AppState>, req: Request, next: Nex
     let forwarded = req.headers().contains_key(FORWARDED);
     // Who is asking decides the tenant; an unauthenticated request is answered by the
     // handler (401) wherever it arrives.
-    let tenant = match req
+    let caller = match req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         Some(h) => match crate::server::auth::authenticate(&st.storage, Some(h)) {
-            Ok(c) => c.tenant().to_owned(),
+            Ok(c) => c,
             Err(_) => return next.run(req).await,
         },
         None => return next.run(req).await,
     };
+    let tenant = caller.tenant().to_owned();
+    // The handler takes the caller from here instead of looking the token up again.
+    let mut req = req;
+    req.extensions_mut().insert(caller);
     let Some(group) = group_of(&st, &tenant, req.uri().path()) else {
-        if !forwarded && is_command_call(req.uri().path()) && cluster.members().len() > 1 {
+        if !forwarded && is_command_call(req.uri().path()) {
             return command_anywhere(&st, req, next).await;
         }
         return next.run(req).await;

@@ -267,7 +267,7 @@ impl DeviceEdge {
                 // Linearizable like a REST GET: this node applies everything its
                 // shard's leader had committed before answering.
                 let cluster = self.state.proposer.cluster();
-                if cluster.members().len() > 1 {
+                if !cluster.is_single_voter() {
                     cluster.read_barrier(&[shard]).await.map_err(|e| {
                         PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())
                     })?;

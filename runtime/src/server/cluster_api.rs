@@ -41,6 +41,7 @@ async fn status(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Va
     caller.require(Role::Operator)?;
     let cluster = st.proposer.cluster().clone();
     let me = cluster.node_id();
+    let mine = cluster.status();
     let mut views: Vec<(u64, String, Option<NodeStatus>, Option<String>)> = Vec::new();
     let mut members = cluster.members();
     if members.is_empty() {
@@ -48,7 +49,7 @@ async fn status(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Va
     }
     for (id, addr) in members {
         if id == me {
-            views.push((id, addr, Some(cluster.status()), None));
+            views.push((id, addr, Some(mine.clone()), None));
             continue;
         }
         match cluster
@@ -76,7 +77,6 @@ async fn status(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Va
         })
         .collect();
     // Each group as its leader reports it (the leader knows every replica's progress).
-    let mine = cluster.status();
     let mut groups = Vec::new();
     for g in &mine.groups {
         let leader_view = g.leader.and_then(|l| {
