@@ -17,7 +17,7 @@
 //! group's membership is its replica set; leaders are whatever Raft elected.
 
 use crate::raft::network::Network;
-use crate::raft::store::{ApplyHook, LogStore, StateMachineStore};
+use crate::raft::store::{ApplyHook, LogStore};
 use crate::raft::{GroupId, NodeId, Raft, ShardRequest, META_GROUP};
 use crate::rpc::{self, GroupStatus, NodeStatus, ReadIndexError, Request, Response};
 use crate::storage::Storage;
@@ -167,15 +167,10 @@ impl ClusterNode {
                 group: g,
                 transport: transport.clone(),
             };
-            let raft = Raft::new(
-                config.node_id,
-                rcfg.clone(),
-                net,
-                LogStore::new(storage.clone(), g),
-                StateMachineStore::new(storage.clone(), g, hook.clone()),
-            )
-            .await
-            .map_err(|e| ClusterError::Setup(format!("group {g}: {e}")))?;
+            let (log, sm) = LogStore::with_state_machine(storage.clone(), g, hook.clone());
+            let raft = Raft::new(config.node_id, rcfg.clone(), net, log, sm)
+                .await
+                .map_err(|e| ClusterError::Setup(format!("group {g}: {e}")))?;
             groups.push(raft);
         }
         let node = ClusterNode {

@@ -50,6 +50,21 @@ pub enum ProposeError {
     StorageFailed(String),
 }
 
+impl ProposeError {
+    /// The same refusal for a later command that was not queued because of it (only
+    /// the queueing refusals occur here; anything else becomes `Unavailable`).
+    fn clone_for_later(&self) -> ProposeError {
+        match self {
+            ProposeError::Overloaded => ProposeError::Overloaded,
+            ProposeError::NotLeader { group, leader } => ProposeError::NotLeader {
+                group: *group,
+                leader: *leader,
+            },
+            other => ProposeError::Unavailable(other.to_string()),
+        }
+    }
+}
+
 impl From<ClusterError> for ProposeError {
     fn from(e: ClusterError) -> Self {
         match e {
@@ -182,12 +197,56 @@ impl Proposer {
         self.propose_stamped(cmd, stamp).await
     }
 
-    pub async fn propose_stamped(
+    /// Proposes several commands stamped now, in order, and resolves once every one
+    /// is replicated and applied (or rejected); result *i* answers command *i*.
+    ///
+    /// The commands are queued before anything is awaited, so commands of one group
+    /// are evaluated in the order given (typically in one Raft entry). Once one
+    /// cannot be queued here (not the leader, queue full), neither can any later one
+    /// of its group: a later command never overtakes an earlier refused one.
+    pub async fn propose_many(&self, cmds: Vec<Command>) -> Vec<Result<Outcome, ProposeError>> {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut refused: Vec<(GroupId, ProposeError)> = Vec::new();
+        let mut waits = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let stamp = Stamp {
+                now: now.clone(),
+                nonce: rand::random(),
+            };
+            let group = self.group_of(&cmd);
+            if let Some((_, e)) = refused.iter().find(|(g, _)| *g == group) {
+                waits.push(Err(e.clone_for_later()));
+                continue;
+            }
+            match self.enqueue(group, cmd, stamp) {
+                Ok(rx) => waits.push(Ok(rx)),
+                Err(e) => {
+                    waits.push(Err(e.clone_for_later()));
+                    refused.push((group, e));
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(waits.len());
+        for w in waits {
+            results.push(match w {
+                Ok(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(ProposeError::Unavailable(
+                        "the node is shutting down".into(),
+                    ))
+                }),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
+    /// Queues a command on its group's writer, or says why it cannot be.
+    fn enqueue(
         &self,
+        group: GroupId,
         cmd: Command,
         stamp: Stamp,
-    ) -> Result<Outcome, ProposeError> {
-        let group = self.group_of(&cmd);
+    ) -> Result<oneshot::Receiver<Result<Outcome, ProposeError>>, ProposeError> {
         let idx = if group == META_GROUP {
             self.queues.len() - 1
         } else {
@@ -206,7 +265,16 @@ impl Proposer {
                     ProposeError::Unavailable("the node is shutting down".into())
                 }
             })?;
-        rx.await.unwrap_or_else(|_| {
+        Ok(rx)
+    }
+
+    pub async fn propose_stamped(
+        &self,
+        cmd: Command,
+        stamp: Stamp,
+    ) -> Result<Outcome, ProposeError> {
+        let group = self.group_of(&cmd);
+        self.enqueue(group, cmd, stamp)?.await.unwrap_or_else(|_| {
             Err(ProposeError::Unavailable(
                 "the node is shutting down".into(),
             ))

@@ -20,6 +20,10 @@ pub struct MqttServerConfig {
     pub write_timeout_ms: u64,
     /// Outbound messages queued per device before `send` reports QueueFull.
     pub outbound_queue_len: usize,
+    /// Most PUBLISH packets of one device, already read and back to back, handed to
+    /// the handler together (made durable together, acknowledged in one write).
+    /// 1 handles every publish alone.
+    pub max_publish_batch: usize,
 }
 
 impl Default for MqttServerConfig {
@@ -31,6 +35,7 @@ impl Default for MqttServerConfig {
             connect_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             outbound_queue_len: 64,
+            max_publish_batch: 64,
         }
     }
 }
@@ -69,6 +74,9 @@ impl MqttServerConfig {
         }
         if self.outbound_queue_len == 0 {
             return bad("outbound_queue_len", "must be positive");
+        }
+        if self.max_publish_batch == 0 {
+            return bad("max_publish_batch", "must be positive");
         }
         Ok(())
     }

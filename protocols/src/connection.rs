@@ -20,9 +20,12 @@
 //!                       unregister, handler.disconnected(reason)
 //! ```
 //!
-//! Packets of one device are handled strictly in order and one at a time: the
-//! connection reads nothing more from the device while its publish is with
-//! the handler. That is what turns a slow (durable) handler into back-pressure.
+//! Packets of one device are handled strictly in order: the connection reads
+//! nothing more from the device while its publishes are with the handler. That
+//! is what turns a slow (durable) handler into back-pressure. Publishes the
+//! device sent back to back and that are already read go to the handler as one
+//! batch (up to `max_publish_batch`), and their PUBACKs go out in one write: a
+//! device that pipelines its QoS 1 messages gets them made durable together.
 //! The kill switch is watched during that wait too, so a disabled device is cut
 //! off at once even when its publish is pending (the publish then stays
 //! unacknowledged).
@@ -41,8 +44,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::codec::{self, ConnectPacket, DecodeError, Incoming, PublishPacket};
 use crate::config::MqttServerConfig;
 use crate::edge::{
-    ConnectInfo, ConnectRefusal, DeviceSession, DisconnectReason, EdgeHandler, ProtocolVersion,
-    Qos, SubscribeRefusal, V311RefusalAction,
+    ConnectInfo, ConnectRefusal, DeviceSession, DisconnectReason, EdgeHandler, InboundPublish,
+    ProtocolVersion, Qos, SubscribeRefusal, V311RefusalAction,
 };
 use crate::registry::{ConnectionRegistry, Entry, OutboundMessage};
 
@@ -248,23 +251,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
         let max = self.ctx.config.max_packet_size_bytes;
         let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
         loop {
-            // Handle every complete packet already buffered.
+            // Handle every complete packet already buffered: back-to-back publishes
+            // go to the handler together, anything else alone, all in order.
+            let max_batch = self.ctx.config.max_publish_batch.max(1);
             loop {
-                match codec::decode(&mut self.buf, Some(self.protocol), max) {
-                    Ok(Some(packet)) => {
+                let mut batch = Vec::new();
+                let mut ended = None;
+                while batch.len() < max_batch {
+                    match codec::decode(&mut self.buf, Some(self.protocol), max) {
+                        Ok(Some(Incoming::Publish(publish))) => match self.check_publish(publish) {
+                            Ok(item) => batch.push(item),
+                            Err(reason) => {
+                                ended = Some(Err(reason));
+                                break;
+                            }
+                        },
+                        Ok(Some(packet)) => {
+                            ended = Some(Ok(packet));
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(DecodeError::TooLarge { size, max }) => {
+                            tracing::warn!(device = %self.session.key, size, max, "packet too large");
+                            ended = Some(Err(DisconnectReason::PacketTooLarge));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(device = %self.session.key, error = %e, "malformed packet");
+                            ended = Some(Err(DisconnectReason::MalformedPacket));
+                            break;
+                        }
+                    }
+                }
+                let progressed = !batch.is_empty() || ended.is_some();
+                // The publishes before a bad packet are answered first, as if each
+                // had been handled on its own.
+                if let Err(reason) = self.handle_publishes(batch).await {
+                    return reason;
+                }
+                match ended {
+                    Some(Ok(packet)) => {
                         if let Err(reason) = self.handle(packet).await {
                             return reason;
                         }
                     }
-                    Ok(None) => break,
-                    Err(DecodeError::TooLarge { size, max }) => {
-                        tracing::warn!(device = %self.session.key, size, max, "packet too large");
-                        return DisconnectReason::PacketTooLarge;
-                    }
-                    Err(e) => {
-                        tracing::warn!(device = %self.session.key, error = %e, "malformed packet");
-                        return DisconnectReason::MalformedPacket;
-                    }
+                    Some(Err(reason)) => return reason,
+                    None => {}
+                }
+                if !progressed {
+                    break;
                 }
             }
             let keep_alive_deadline = deadline;
@@ -294,7 +329,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
 
     async fn handle(&mut self, packet: Incoming) -> Step {
         match packet {
-            Incoming::Publish(publish) => self.handle_publish(publish).await,
+            Incoming::Publish(publish) => {
+                let item = self.check_publish(publish)?;
+                self.handle_publishes(vec![item]).await
+            }
             Incoming::Subscribe { pkid, filters } => self.handle_subscribe(pkid, filters).await,
             Incoming::Unsubscribe { pkid, filters } => {
                 for filter in &filters {
@@ -329,7 +367,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
         }
     }
 
-    async fn handle_publish(&mut self, publish: PublishPacket) -> Step {
+    /// The connection's own checks of a PUBLISH (QoS, topic); a failure ends the
+    /// connection.
+    fn check_publish(
+        &self,
+        publish: PublishPacket,
+    ) -> Result<(u16, InboundPublish), DisconnectReason> {
         let qos = match publish.qos {
             0 => Qos::AtMostOnce,
             1 => Qos::AtLeastOnce,
@@ -345,54 +388,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
             tracing::warn!(device = %self.session.key, topic = %publish.topic, "invalid publish topic");
             return Err(DisconnectReason::ProtocolError);
         }
-        // Wait for the handler, but not past a kill: a disabled device's
-        // pending publish is abandoned, unacknowledged.
-        let outcome = {
-            let work = self.ctx.handler.publish(
-                &self.session,
-                &publish.topic,
-                publish.payload.clone(),
+        Ok((
+            publish.pkid,
+            InboundPublish {
+                topic: publish.topic,
+                payload: publish.payload,
                 qos,
-            );
+            },
+        ))
+    }
+
+    /// Hands back-to-back publishes to the handler, then writes their PUBACKs (and
+    /// MQTT 5 refusals) in order, in one write.
+    async fn handle_publishes(&mut self, batch: Vec<(u16, InboundPublish)>) -> Step {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let heads: Vec<(u16, String, Qos)> = batch
+            .iter()
+            .map(|(pkid, m)| (*pkid, m.topic.clone(), m.qos))
+            .collect();
+        let messages = batch.into_iter().map(|(_, m)| m).collect();
+        // Wait for the handler, but not past a kill: a disabled device's
+        // pending publishes are abandoned, unacknowledged.
+        let results = {
+            let work = self.ctx.handler.publish_batch(&self.session, messages);
             tokio::select! {
                 biased;
                 _ = self.kill_rx.changed() => None,
-                outcome = work => Some(outcome),
+                results = work => Some(results),
             }
         };
-        let Some(outcome) = outcome else {
+        let Some(results) = results else {
             return Err(self.kill_reason());
         };
-        match (outcome, qos) {
-            (Ok(()), Qos::AtMostOnce) => Ok(()),
-            (Ok(()), Qos::AtLeastOnce) => self.puback(publish.pkid, None).await,
-            (Err(refusal), Qos::AtMostOnce) => {
-                tracing::warn!(device = %self.session.key, topic = %publish.topic, %refusal, "QoS 0 publish refused, dropped");
-                Ok(())
-            }
-            (Err(refusal), Qos::AtLeastOnce) => {
-                tracing::warn!(device = %self.session.key, topic = %publish.topic, %refusal, "publish refused");
-                match self.protocol {
-                    ProtocolVersion::V5 => {
-                        self.puback(
-                            publish.pkid,
-                            Some((refusal.reason_code, refusal.message.as_str())),
-                        )
-                        .await
-                    }
-                    ProtocolVersion::V311 => match refusal.reason_code.v311_action() {
-                        V311RefusalAction::AckAndDrop => self.puback(publish.pkid, None).await,
-                        V311RefusalAction::Disconnect => Err(DisconnectReason::PublishRefused),
-                    },
+        let mut acks = BytesMut::new();
+        let mut end = None;
+        for (i, (pkid, topic, qos)) in heads.iter().enumerate() {
+            let Some(result) = results.get(i) else {
+                // Unprocessed: the device sends it again after reconnecting.
+                tracing::error!(device = %self.session.key, topic = %topic, "the handler answered only part of a batch without ending the connection");
+                end = Some(DisconnectReason::PublishRefused);
+                break;
+            };
+            let ack = match (result, qos) {
+                (Ok(()), Qos::AtMostOnce) => None,
+                (Ok(()), Qos::AtLeastOnce) => Some(None),
+                (Err(refusal), Qos::AtMostOnce) => {
+                    tracing::warn!(device = %self.session.key, topic = %topic, %refusal, "QoS 0 publish refused, dropped");
+                    None
                 }
+                (Err(refusal), Qos::AtLeastOnce) => {
+                    tracing::warn!(device = %self.session.key, topic = %topic, %refusal, "publish refused");
+                    match self.protocol {
+                        ProtocolVersion::V5 => {
+                            Some(Some((refusal.reason_code, refusal.message.as_str())))
+                        }
+                        ProtocolVersion::V311 => match refusal.reason_code.v311_action() {
+                            V311RefusalAction::AckAndDrop => Some(None),
+                            V311RefusalAction::Disconnect => {
+                                end = Some(DisconnectReason::PublishRefused);
+                                break;
+                            }
+                        },
+                    }
+                }
+            };
+            if let Some(refusal) = ack {
+                let bytes = codec::encode_puback(self.protocol, *pkid, refusal)
+                    .map_err(|_| DisconnectReason::ProtocolError)?;
+                acks.extend_from_slice(&bytes);
             }
         }
-    }
-
-    async fn puback(&mut self, pkid: u16, refusal: Option<(crate::PublishReason, &str)>) -> Step {
-        let bytes = codec::encode_puback(self.protocol, pkid, refusal)
-            .map_err(|_| DisconnectReason::ProtocolError)?;
-        self.write_or_lost(&bytes).await
+        if !acks.is_empty() {
+            self.write_or_lost(&acks.freeze()).await?;
+        }
+        match end {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
     }
 
     async fn handle_subscribe(&mut self, pkid: u16, filters: Vec<(String, u8)>) -> Step {

@@ -10,10 +10,12 @@
 //! Contract:
 //! - `authenticate` runs once per CONNECT, before CONNACK. An `Err` closes the
 //!   connection after a refusing CONNACK.
-//! - `publish` is awaited before the PUBACK of a QoS 1 message is written, so an
-//!   implementation that returns only once the change is durable gives the device
-//!   "PUBACK = durable" and back-pressure (the connection reads nothing else from
-//!   that device meanwhile).
+//! - `publish_batch` (by default `publish`, one message at a time) is awaited before
+//!   the PUBACKs of its QoS 1 messages are written, so an implementation that returns
+//!   only once the changes are durable gives the device "PUBACK = durable" and
+//!   back-pressure (the connection reads nothing else from that device meanwhile).
+//!   A batch is the publishes the device sent back to back that the server had
+//!   already read; a device with one message in flight gets batches of one.
 //! - `authorize_subscribe` is asked for each filter of each SUBSCRIBE.
 //! - `connected` / `disconnected` are notifications (sync, must not block):
 //!   `connected` after CONNACK was sent, `disconnected` exactly once per
@@ -176,6 +178,26 @@ impl PublishRefusal {
     }
 }
 
+impl PublishRefusal {
+    /// Whether the server closes the connection after this refusal instead of
+    /// answering it: only a QoS 1 publish over MQTT 3.1.1 whose reason has no
+    /// acknowledge-and-drop rule (MQTT 5 answers every refusal in its PUBACK; QoS 0
+    /// refusals are dropped).
+    pub fn ends_connection(&self, protocol: ProtocolVersion, qos: Qos) -> bool {
+        protocol == ProtocolVersion::V311
+            && qos == Qos::AtLeastOnce
+            && self.reason_code.v311_action() == V311RefusalAction::Disconnect
+    }
+}
+
+/// One PUBLISH as handed to [`EdgeHandler::publish_batch`].
+#[derive(Debug, Clone)]
+pub struct InboundPublish {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: Qos,
+}
+
 /// Why a subscription filter is refused (3.1.1: 0x80, v5: the code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeRefusal {
@@ -232,6 +254,27 @@ pub trait EdgeHandler: Send + Sync + 'static {
         qos: Qos,
     ) -> BoxFuture<'a, Result<(), PublishRefusal>>;
 
+    /// Accept several publishes of one device, received back to back, in order.
+    ///
+    /// The server hands over the PUBLISH packets it has already read from the device
+    /// (at most [`crate::MqttServerConfig::max_publish_batch`]), so that an
+    /// implementation can make them durable together, and writes their PUBACKs in one
+    /// go, in order, once this returns. Each message must be treated as if it had
+    /// come alone, in order: the result at index *i* is the answer to message *i*.
+    ///
+    /// The returned vector may be shorter than `messages` only after a refusal that
+    /// ends the connection ([`PublishRefusal::ends_connection`]): later messages of
+    /// the batch must then not be processed (the device will send them again).
+    ///
+    /// The default processes the messages one at a time with [`EdgeHandler::publish`].
+    fn publish_batch<'a>(
+        &'a self,
+        session: &'a DeviceSession,
+        messages: Vec<InboundPublish>,
+    ) -> BoxFuture<'a, Vec<Result<(), PublishRefusal>>> {
+        Box::pin(publish_one_by_one(self, session, messages))
+    }
+
     /// May this device subscribe to this filter?
     fn authorize_subscribe<'a>(
         &'a self,
@@ -244,4 +287,23 @@ pub trait EdgeHandler: Send + Sync + 'static {
 
     /// The device's connection ended. Notification only.
     fn disconnected(&self, _session: &DeviceSession, _reason: DisconnectReason) {}
+}
+
+/// [`EdgeHandler::publish_batch`] done with [`EdgeHandler::publish`], one message
+/// after another, stopping after a refusal that ends the connection (the default).
+pub async fn publish_one_by_one<H: EdgeHandler + ?Sized>(
+    handler: &H,
+    session: &DeviceSession,
+    messages: Vec<InboundPublish>,
+) -> Vec<Result<(), PublishRefusal>> {
+    let mut results = Vec::with_capacity(messages.len());
+    for m in messages {
+        let r = handler.publish(session, &m.topic, m.payload, m.qos).await;
+        let stop = matches!(&r, Err(refusal) if refusal.ends_connection(session.protocol, m.qos));
+        results.push(r);
+        if stop {
+            break;
+        }
+    }
+    results
 }

@@ -82,8 +82,8 @@ pub mod server;
 pub use config::{ConfigError, MqttServerConfig};
 pub use edge::{
     BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
-    EdgeHandler, ProtocolVersion, PublishReason, PublishRefusal, Qos, SubscribeRefusal,
-    V311RefusalAction,
+    EdgeHandler, InboundPublish, ProtocolVersion, PublishReason, PublishRefusal, Qos,
+    SubscribeRefusal, V311RefusalAction,
 };
 pub use registry::{ConnectionRegistry, OutboundMessage, SendError};
 pub use server::{MqttServer, ServerError};

@@ -376,6 +376,44 @@ pub async fn execute(st: &AppState, cmd: Command) -> Result<Outcome, ActorError>
     }
 }
 
+/// [`execute`] for several telemetry commands, in order (result *i* answers command
+/// *i*). When this node leads their groups they are queued together, so one device's
+/// back-to-back messages share a Raft entry; otherwise each goes the [`execute`] way.
+pub async fn execute_telemetry(
+    st: &AppState,
+    cmds: Vec<Command>,
+) -> Vec<Result<Outcome, ActorError>> {
+    debug_assert!(cmds
+        .iter()
+        .all(|c| matches!(c, Command::RecordTelemetry { .. })));
+    let cluster = st.proposer.cluster();
+    let here = cluster.node_id();
+    let local = cmds
+        .iter()
+        .all(|c| cluster.leader_of(st.proposer.group_of(c)) == Some(here));
+    let mut results = Vec::with_capacity(cmds.len());
+    if !local {
+        for cmd in cmds {
+            results.push(execute(st, cmd).await);
+        }
+        return results;
+    }
+    // Copies only where leadership can move between the check and the evaluation.
+    let copies = if cluster.is_single_voter() {
+        Vec::new()
+    } else {
+        cmds.clone()
+    };
+    for (i, r) in st.proposer.propose_many(cmds).await.into_iter().enumerate() {
+        results.push(match (r, copies.get(i)) {
+            // The leader moved away meanwhile: nothing was applied; go the long way.
+            (Err(ProposeError::NotLeader { .. }), Some(cmd)) => execute(st, cmd.clone()).await,
+            (r, _) => r.map_err(ActorError::Propose),
+        });
+    }
+    results
+}
+
 async fn execute_here(st: &AppState, cmd: Command) -> Result<Outcome, ActorError> {
     if cmd.twin().is_some() && !matches!(cmd, Command::RecordTelemetry { .. }) {
         st.twins.execute(cmd).await

@@ -230,16 +230,108 @@ where
 
 // ---- log -----------------------------------------------------------------------------
 
+/// How many bytes of recently appended (encoded) entries one group keeps in memory.
+const RECENT_BYTES: usize = 8 << 20;
+
+/// The group's entries from their append until they are applied here, in memory, so
+/// that applying them (openraft reads every entry back from the log to apply it) and
+/// replicating them to followers costs neither a RocksDB read nor a decode. A range not
+/// wholly held is read from the log as before; what is held is always exactly what the
+/// log holds (appends, truncations and purges update both).
+#[derive(Clone, Default)]
+pub struct RecentEntries(Arc<Mutex<RecentInner>>);
+
+#[derive(Default)]
+struct RecentInner {
+    entries: std::collections::BTreeMap<u64, (Entry, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecentInner> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn insert(&self, entries: Vec<(Entry, usize)>) {
+        let mut g = self.lock();
+        for (entry, size) in entries {
+            if let Some((_, old)) = g.entries.insert(entry.log_id.index, (entry, size)) {
+                g.bytes -= old;
+            }
+            g.bytes += size;
+        }
+        while g.bytes > RECENT_BYTES {
+            match g.entries.pop_first() {
+                Some((_, (_, size))) => g.bytes -= size,
+                None => break,
+            }
+        }
+    }
+
+    /// Forgets `index` and everything after it (a truncation).
+    fn forget_from(&self, index: u64) {
+        let mut g = self.lock();
+        let gone = g.entries.split_off(&index);
+        g.bytes -= gone.values().map(|(_, size)| size).sum::<usize>();
+    }
+
+    /// Forgets everything up to and including `index` (applied or purged).
+    fn forget_through(&self, index: u64) {
+        let mut g = self.lock();
+        let Some(next) = index.checked_add(1) else {
+            g.entries.clear();
+            g.bytes = 0;
+            return;
+        };
+        let kept = g.entries.split_off(&next);
+        let gone = std::mem::replace(&mut g.entries, kept);
+        g.bytes -= gone.values().map(|(_, size)| size).sum::<usize>();
+    }
+
+    /// `[start, end)` when every entry of it is held.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let g = self.lock();
+        let count = usize::try_from(end.checked_sub(start)?).ok()?;
+        let held: Vec<Entry> = g
+            .entries
+            .range(start..end)
+            .map(|(_, (e, _))| e.clone())
+            .collect();
+        (held.len() == count).then_some(held)
+    }
+}
+
 /// The Raft log and vote of one group.
 #[derive(Clone)]
 pub struct LogStore {
     storage: Storage,
     group: GroupId,
+    recent: RecentEntries,
 }
 
 impl LogStore {
     pub fn new(storage: Storage, group: GroupId) -> Self {
-        LogStore { storage, group }
+        LogStore {
+            storage,
+            group,
+            recent: RecentEntries::default(),
+        }
+    }
+
+    /// A group's log and state machine, sharing the entries held between append and
+    /// apply (see [`RecentEntries`]).
+    pub fn with_state_machine(
+        storage: Storage,
+        group: GroupId,
+        hook: ApplyHook,
+    ) -> (LogStore, StateMachineStore) {
+        let log = LogStore::new(storage.clone(), group);
+        let mut sm = StateMachineStore::new(storage, group, hook);
+        sm.recent = log.recent.clone();
+        (log, sm)
     }
 
     pub fn group(&self) -> GroupId {
@@ -290,6 +382,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
+        if let Some(held) = end.and_then(|end| self.recent.get(start, end)) {
+            return Ok(held);
+        }
         self.read_entries(start, end)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
     }
@@ -364,9 +459,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let (storage, group) = (self.storage.clone(), self.group);
+        let mut held = Vec::new();
         let encoded = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, encode(group, "log entry", &entry)?)))
+            .map(|entry| {
+                let value = encode(group, "log entry", &entry)?;
+                let index = entry.log_id.index;
+                held.push((entry, value.len()));
+                Ok((index, value))
+            })
             .collect::<Result<Vec<_>, RaftStoreError>>()
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // The write completes before `append` returns, so the entries are readable on
@@ -383,6 +484,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(batch.commit(Durability::Buffered)?)
         };
         write().map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // Held only once written: a range served from memory is also in the log.
+        self.recent.insert(held);
         storage.after_wal_sync(Box::new(move |r| {
             callback.log_io_completed(r.map_err(std::io::Error::other))
         }));
@@ -390,6 +493,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        // Forgotten first: a failed truncation must not leave memory holding entries
+        // the log may no longer have (reading them back from the log is always right).
+        self.recent.forget_from(log_id.index);
         let (storage, group) = (self.storage.clone(), self.group);
         blocking(group, move || {
             let mut batch = storage.batch();
@@ -403,6 +509,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// Not fsynced: if a crash loses a purge, the purged entries and the previous
     /// `purged` id come back together (one batch), which is a consistent, longer log.
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        self.recent.forget_through(log_id.index);
         let purge = || -> Result<(), RaftStoreError> {
             let end = match log_id.index.checked_add(1) {
                 Some(next) => log_key(self.group, next).to_vec(),
@@ -466,6 +573,8 @@ pub struct StateMachineStore {
     group: GroupId,
     hook: ApplyHook,
     shared: Arc<Shared>,
+    /// The log's entries held in memory; applied ones are let go.
+    recent: RecentEntries,
 }
 
 impl StateMachineStore {
@@ -478,6 +587,7 @@ impl StateMachineStore {
                 snapshot_lock: Mutex::new(()),
                 snapshot_seq: AtomicU64::new(0),
             }),
+            recent: RecentEntries::default(),
         }
     }
 
@@ -752,6 +862,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             return Err(sto_err(subject, ErrorVerb::Write, e));
         }
+        if let Some(last) = entries.last() {
+            self.recent.forget_through(last.log_id.index);
+        }
         for entry in &entries {
             if let EntryPayload::Normal(req) = &entry.payload {
                 (self.hook)(self.group, &req.events);
@@ -843,11 +956,8 @@ mod tests {
         async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), RaftStorageError> {
             let dir = tempfile::tempdir().unwrap();
             let storage = open(dir.path());
-            Ok((
-                dir,
-                LogStore::new(storage.clone(), 3),
-                StateMachineStore::new(storage, 3, no_hook()),
-            ))
+            let (log, sm) = LogStore::with_state_machine(storage, 3, no_hook());
+            Ok((dir, log, sm))
         }
     }
 
@@ -924,6 +1034,66 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn entries_held_between_append_and_apply_always_match_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        let (mut log, mut sm) = LogStore::with_state_machine(storage.clone(), 4, no_hook());
+        let entry = |i: u64| {
+            normal(
+                i,
+                vec![put(4, Family::Twins, &format!("k{i}"), "v")],
+                vec![],
+            )
+        };
+        append(&mut log, (1..=5).map(entry).collect()).await;
+        let held = log.recent.get(1, 6).expect("appended entries are held");
+        let disk = log.read_entries(1, Some(6)).unwrap();
+        assert_eq!(held, disk);
+        assert_eq!(log.try_get_log_entries(2..=4).await.unwrap(), disk[1..4]);
+
+        // A truncation drops the held tail with the logged one; the reader then
+        // answers from the log, which no longer has it.
+        log.truncate(log_id(1, 4)).await.unwrap();
+        assert!(log.recent.get(4, 5).is_none());
+        assert!(log.try_get_log_entries(4..6).await.unwrap().is_empty());
+        // Entries appended anew after a truncation replace the old ones.
+        let replaced = normal(4, vec![put(4, Family::Twins, "new", "v")], vec![]);
+        append(&mut log, vec![replaced.clone()]).await;
+        assert_eq!(
+            log.try_get_log_entries(4..5).await.unwrap(),
+            vec![replaced.clone()]
+        );
+        assert_eq!(log.read_entries(4, Some(5)).unwrap(), vec![replaced]);
+
+        // Applied entries are let go (the log still serves them).
+        sm.apply(log.try_get_log_entries(1..3).await.unwrap())
+            .await
+            .unwrap();
+        assert!(log.recent.get(1, 3).is_none());
+        assert!(log.recent.get(3, 5).is_some());
+        assert_eq!(
+            log.try_get_log_entries(1..5).await.unwrap(),
+            log.read_entries(1, Some(5)).unwrap()
+        );
+
+        // A purge lets go of what it removes.
+        log.purge(log_id(1, 3)).await.unwrap();
+        assert!(log.recent.get(3, 4).is_none());
+        assert_eq!(log.try_get_log_entries(4..5).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn held_entries_stay_within_their_byte_budget() {
+        let recent = RecentEntries::default();
+        let big = RECENT_BYTES / 4 + 1;
+        recent.insert((1..=8).map(|i| (normal(i, vec![], vec![]), big)).collect());
+        let g = recent.lock();
+        assert!(g.bytes <= RECENT_BYTES, "{} bytes held", g.bytes);
+        assert_eq!(g.entries.len(), 3, "the oldest are let go first");
+        assert_eq!(g.entries.keys().copied().collect::<Vec<_>>(), vec![6, 7, 8]);
     }
 
     #[tokio::test]

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use doppel_protocols::edge::publish_one_by_one;
 use doppel_protocols::iothub::{self, DeviceTopic, IotHubUsername, TopicError};
 use doppel_protocols::{
     sas, BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
-    EdgeHandler, MqttServer, MqttServerConfig, PublishReason, PublishRefusal, Qos,
+    EdgeHandler, InboundPublish, MqttServer, MqttServerConfig, PublishReason, PublishRefusal, Qos,
     SubscribeRefusal,
 };
 
@@ -62,6 +63,8 @@ pub struct TestHandler {
     pub publish_delay: Mutex<Duration>,
     pub received: Mutex<Vec<Received>>,
     pub events: Mutex<Vec<(String, String)>>,
+    /// The size of every batch `publish_batch` was given.
+    pub batches: Mutex<Vec<usize>>,
 }
 
 impl TestHandler {
@@ -156,6 +159,15 @@ impl EdgeHandler for TestHandler {
             });
             Ok(())
         })
+    }
+
+    fn publish_batch<'a>(
+        &'a self,
+        session: &'a DeviceSession,
+        messages: Vec<InboundPublish>,
+    ) -> BoxFuture<'a, Vec<Result<(), PublishRefusal>>> {
+        self.batches.lock().expect("lock").push(messages.len());
+        Box::pin(publish_one_by_one(self, session, messages))
     }
 
     fn authorize_subscribe<'a>(

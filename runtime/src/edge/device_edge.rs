@@ -21,7 +21,7 @@ use bytes::Bytes;
 use doppel_cluster::ProposeError;
 use doppel_protocols::edge::{
     BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
-    EdgeHandler, PublishReason, PublishRefusal, Qos, SubscribeRefusal,
+    EdgeHandler, InboundPublish, PublishReason, PublishRefusal, Qos, SubscribeRefusal,
 };
 use doppel_protocols::iothub::{self, DeviceTopic, IotHubUsername};
 use doppel_protocols::registry::ConnectionRegistry;
@@ -309,6 +309,78 @@ impl DeviceEdge {
     }
 }
 
+impl DeviceEdge {
+    /// The `RecordTelemetry` a publish stands for, when it is well-formed telemetry of
+    /// the device's own twin (anything else goes the one-at-a-time way, which also
+    /// gives the precise refusal).
+    fn telemetry_command(session: &DeviceSession, topic: &str, payload: &Bytes) -> Option<Command> {
+        let DeviceTopic::Telemetry { properties } =
+            iothub::parse_device_topic(&session.key.device_id, topic).ok()?
+        else {
+            return None;
+        };
+        let body = serde_json::from_slice(payload).ok()?;
+        let source_time = properties
+            .into_iter()
+            .find(|(k, _)| k == "iothub-creation-time-utc")
+            .map(|(_, v)| v);
+        Some(Command::RecordTelemetry {
+            tenant: session.key.tenant.clone(),
+            twin_id: session.twin_id.clone(),
+            body,
+            source_time,
+        })
+    }
+
+    /// Commits a run of telemetry together and answers each message; `true` when a
+    /// refusal ends the connection (later messages must not be processed).
+    async fn commit_telemetry(
+        &self,
+        session: &DeviceSession,
+        run: &mut Vec<(Command, Qos)>,
+        results: &mut Vec<Result<(), PublishRefusal>>,
+    ) -> bool {
+        if run.is_empty() {
+            return false;
+        }
+        if let Ok(mut seen) = self.last_activity.lock() {
+            seen.insert(session.key.clone(), Self::now_rfc3339());
+        }
+        let (cmds, qos): (Vec<Command>, Vec<Qos>) = run.drain(..).unzip();
+        let answers = crate::routing::execute_telemetry(&self.state, cmds).await;
+        for (answer, qos) in answers.into_iter().zip(qos) {
+            let r = answer.map(|_| ()).map_err(actor_refusal);
+            let stop = self.count(session, "telemetry", &r, qos);
+            results.push(r);
+            if stop {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Counts and logs one answer; `true` when it ends the connection.
+    fn count(
+        &self,
+        session: &DeviceSession,
+        topic: &str,
+        r: &Result<(), PublishRefusal>,
+        qos: Qos,
+    ) -> bool {
+        match r {
+            Ok(()) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(e) => {
+                tracing::info!(device = %session.key, topic, reason = %e.message, "device message rejected");
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                e.ends_connection(session.protocol, qos)
+            }
+        }
+    }
+}
+
 impl EdgeHandler for DeviceEdge {
     fn authenticate<'a>(
         &'a self,
@@ -333,14 +405,38 @@ impl EdgeHandler for DeviceEdge {
     ) -> BoxFuture<'a, Result<(), PublishRefusal>> {
         Box::pin(async move {
             let r = self.handle_publish(session, topic, payload).await;
-            match &r {
-                Ok(()) => self.stats.accepted.fetch_add(1, Ordering::Relaxed),
-                Err(e) => {
-                    tracing::info!(device = %session.key, topic, reason = %e.message, "device message rejected");
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed)
-                }
-            };
+            self.count(session, topic, &r, _qos);
             r
+        })
+    }
+
+    /// Back-to-back telemetry of the device is committed together (typically one
+    /// Raft entry); every other message is handled alone, in order.
+    fn publish_batch<'a>(
+        &'a self,
+        session: &'a DeviceSession,
+        messages: Vec<InboundPublish>,
+    ) -> BoxFuture<'a, Vec<Result<(), PublishRefusal>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(messages.len());
+            let mut run = Vec::new();
+            for m in messages {
+                if let Some(cmd) = Self::telemetry_command(session, &m.topic, &m.payload) {
+                    run.push((cmd, m.qos));
+                    continue;
+                }
+                if self.commit_telemetry(session, &mut run, &mut results).await {
+                    return results;
+                }
+                let r = self.handle_publish(session, &m.topic, m.payload).await;
+                let stop = self.count(session, &m.topic, &r, m.qos);
+                results.push(r);
+                if stop {
+                    return results;
+                }
+            }
+            self.commit_telemetry(session, &mut run, &mut results).await;
+            results
         })
     }
 
