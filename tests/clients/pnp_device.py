@@ -42,6 +42,10 @@ def main():
     p.add_argument("--username", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--burst", type=int, default=0,
+                   help="after bad_telemetry, publish this many telemetry messages without "
+                        "waiting for their PUBACKs ({'temp': i}; the 8th is invalid) and report "
+                        "every reason code, in order (step 'burst')")
     a = p.parse_args()
 
     proto = mqtt.MQTTv5 if a.protocol == 5 else mqtt.MQTTv311
@@ -84,6 +88,8 @@ def main():
                 say(error=f"disconnected ({v}) while waiting for {kind}")
                 sys.exit(2)
 
+    if a.burst:
+        c.max_inflight_messages_set(a.burst)
     c.connect("127.0.0.1", a.port, keepalive=30)
     c.loop_start()
     rc = wait("connack")
@@ -99,6 +105,17 @@ def main():
     say(step="telemetry", rc=wait("puback", lambda v: v[0] == info.mid)[1])
     info = c.publish(telemetry, json.dumps({"nope": 1}), qos=1)
     say(step="bad_telemetry", rc=wait("puback", lambda v: v[0] == info.mid)[1])
+
+    if a.burst:
+        mids = []
+        for i in range(a.burst):
+            body = {"nope": i} if i == 7 else {"temp": i}
+            mids.append(c.publish(telemetry, json.dumps(body), qos=1).mid)
+        acked = {}
+        while len(acked) < len(mids):
+            mid, rc = wait("puback", lambda v: v[0] in mids and v[0] not in acked)
+            acked[mid] = rc
+        say(step="burst", rcs=[acked[m] for m in mids])
 
     def twin_request(topic, body, rid):
         c.publish(topic, body, qos=1)

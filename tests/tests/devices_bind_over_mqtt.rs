@@ -65,24 +65,36 @@ struct Device(ScriptDevice);
 
 impl Device {
     fn start(port: &str, protocol: u8, device: &str, password: &str) -> Device {
+        Device::start_with(port, protocol, device, password, &[])
+    }
+
+    fn start_with(
+        port: &str,
+        protocol: u8,
+        device: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Device {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/pnp_device.py");
         let protocol = protocol.to_string();
         let user = username(device);
+        let mut args = vec![
+            script,
+            "--port",
+            port,
+            "--protocol",
+            &protocol,
+            "--device",
+            device,
+            "--username",
+            &user,
+            "--password",
+            password,
+        ];
+        args.extend_from_slice(extra);
         Device(ScriptDevice::start(
             Path::new("python3"),
-            &[
-                script,
-                "--port",
-                port,
-                "--protocol",
-                &protocol,
-                "--device",
-                device,
-                "--username",
-                &user,
-                "--password",
-                password,
-            ],
+            &args,
             "deploy/setup.sh installs python3 and paho-mqtt",
         ))
     }
@@ -90,6 +102,50 @@ impl Device {
     fn expect(&self, step: &str) -> Value {
         self.0.expect(step, Duration::from_secs(20))
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_telemetry_is_acknowledged_and_applied_in_order_one_by_one() {
+    let (node, key) = pump_node().await;
+    let port = node.mqtt_addr().expect("mqtt banner line");
+    let port = port.rsplit(':').next().unwrap().to_owned();
+    let token = node.api().token.clone().unwrap();
+    let mut events = EventStream::open(&node, "/digitaltwins/pump-1/events", &token).await;
+    let burst = 40;
+    let dev = Device::start_with(
+        &port,
+        5,
+        "pump-1",
+        &sas("pump-1", &key),
+        &["--burst", &burst.to_string()],
+    );
+    dev.expect("ready");
+    assert_eq!(dev.expect("telemetry")["rc"], 0);
+    assert_eq!(dev.expect("bad_telemetry")["rc"], 0x99);
+    // Sent without waiting for PUBACKs: each is answered as if alone, in order.
+    let rcs: Vec<u64> = dev.expect("burst")["rcs"]
+        .as_array()
+        .expect("reason codes")
+        .iter()
+        .map(|v| v.as_u64().expect("code"))
+        .collect();
+    let expected: Vec<u64> = (0..burst).map(|i| if i == 7 { 0x99 } else { 0 }).collect();
+    assert_eq!(
+        rcs, expected,
+        "the 8th message breaks the model, the rest are taken"
+    );
+    // Applied in the order sent, and only the valid ones.
+    let mut temps = Vec::new();
+    while temps.len() < burst as usize {
+        let (kind, e) = events.next(Duration::from_secs(10)).await;
+        assert_eq!(kind, "Microsoft.DigitalTwins.Telemetry", "{e}");
+        temps.push(e["data"]["temp"].clone());
+    }
+    let sent: Vec<Value> = [json!(21.5)]
+        .into_iter()
+        .chain((0..burst).filter(|i| *i != 7).map(|i| json!(i)))
+        .collect();
+    assert_eq!(temps, sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
