@@ -32,8 +32,10 @@ pub struct IngestArgs {
     /// Simulated devices (one MQTT connection each).
     #[arg(long, default_value_t = 1000)]
     pub devices: usize,
-    /// Offered telemetry rate, messages/s in total over all devices.
-    #[arg(long, default_value_t = 50_000)]
+    /// Offered telemetry rate, messages/s in total over all devices. The default
+    /// offers more than the 50,000 msgs/s target, so that the figure is what the node
+    /// can take rather than what it was given.
+    #[arg(long, default_value_t = 60_000)]
     pub rate: u64,
     /// How long the load is offered.
     #[arg(long, default_value_t = 10)]
@@ -47,6 +49,8 @@ pub struct IngestArgs {
 }
 
 const HUB: &str = "default.doppel";
+/// The ingest target: durable, acknowledged telemetry messages/s on one node.
+const TARGET_RATE: u64 = 50_000;
 const MODEL: &str = "dtmi:doppel:bench:Meter;1";
 /// Tasks that pace the publishes (each drives its share of the devices).
 const DRIVERS: usize = 8;
@@ -318,9 +322,11 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
         "  doppel edge: accepted {edge_accepted}, rejected {edge_rejected}; mosquitto subscriber: delivered {}",
         mosq.delivered
     );
-    let comparable = a.qos == 1 && a.devices >= 1000;
-    let verdict = match (comparable, doppel_rate >= 50_000.0) {
-        (false, _) => "not judged (run with QoS 1 and >= 1000 devices)",
+    // A node cannot acknowledge faster than it is offered: the target is judged as
+    // capacity, from a run that offers more than it.
+    let comparable = a.qos == 1 && a.devices >= 1000 && a.rate > TARGET_RATE;
+    let verdict = match (comparable, doppel_rate >= TARGET_RATE as f64) {
+        (false, _) => "not judged (run with QoS 1, >= 1000 devices and --rate above 50000)",
         (true, true) => "met",
         (true, false) => "NOT met",
     };
