@@ -349,9 +349,11 @@ impl Writer {
         // model uploaded through another node a moment ago may not be applied here
         // yet. Before refusing a twin for an unknown model, catch up with the meta
         // group (a read barrier) and evaluate the batch again.
-        let model_missing = results
-            .iter()
-            .any(|r| matches!(r, Err(ProposeError::Rejected(e)) if e.code() == "ModelNotFound"));
+        // The same holds for the mark that begins a model's deletion.
+        let model_missing = results.iter().any(|r| {
+            matches!(r, Err(ProposeError::Rejected(e))
+                if matches!(e.code(), "ModelNotFound" | "ModelDeleteNotBegun"))
+        });
         if model_missing && self.group != META_GROUP && !self.cluster.is_single_voter() {
             match self.cluster.read_barrier(&[META_GROUP]).await {
                 Ok(()) => {

@@ -167,8 +167,17 @@ pub async fn route_to_leader(State(st): State<AppState>, req: Request, next: Nex
                     return unavailable(format!("linearizable read: {e}"));
                 }
             }
-            let req = Request::from_parts(parts, Body::from(body));
-            return next.run(req).await;
+            let resp = next.clone().run(same_request(&parts, &body)).await;
+            // Leadership moved between the lookup and the evaluation: nothing was
+            // applied (the proposer refused it before evaluating), so it goes to the
+            // new leader. A forwarded request is answered as is: its sender retries.
+            let moved = resp.status() == StatusCode::SERVICE_UNAVAILABLE
+                && resp.headers().contains_key(NOT_LEADER_HEADER);
+            if moved && !forwarded && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            return resp;
         }
         let outcome = tokio::select! {
             r = forward_http(&st, leader, &parts, &body) => r,
@@ -227,20 +236,24 @@ fn is_command_call(path: &str) -> bool {
 
 /// A direct-method call goes to the device, which is connected to one node (or none):
 /// this node first, then each other member until one has the device online.
+/// The same request again (with the route's extensions: its path parameters).
+fn same_request(parts: &axum::http::request::Parts, body: &bytes::Bytes) -> Request {
+    let mut req = Request::new(Body::from(body.clone()));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
+    req
+}
+
 async fn command_anywhere(st: &AppState, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let body = match read_body(st, body).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    // The same request again (with the route's extensions: its path parameters).
-    let mut local = Request::new(Body::from(body.clone()));
-    *local.method_mut() = parts.method.clone();
-    *local.uri_mut() = parts.uri.clone();
-    *local.version_mut() = parts.version;
-    *local.headers_mut() = parts.headers.clone();
-    *local.extensions_mut() = parts.extensions.clone();
-    let resp = next.run(local).await;
+    let resp = next.run(same_request(&parts, &body)).await;
     if !is_offline(&resp) {
         return resp;
     }

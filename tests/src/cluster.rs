@@ -212,6 +212,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Cuts the link between nodes `a` and `b` only (both directions), or heals every
+    /// cut of the two with `false`; each keeps talking to the other nodes.
+    pub async fn cut(&self, a: u64, b: u64, cut: bool) -> Result<()> {
+        for (from, to) in [(a, b), (b, a)] {
+            let peers: Vec<u64> = if cut { vec![to] } else { vec![] };
+            let r = self
+                .api(from)
+                .post("/cluster/fault", &json!({ "isolate": peers }))
+                .await?;
+            if r.status != reqwest::StatusCode::OK {
+                bail!("fault injection on node {from}: {} {}", r.status, r.body);
+            }
+        }
+        Ok(())
+    }
+
     pub fn kill9(&mut self, id: u64) -> Result<()> {
         self.node_mut(id).kill9()
     }

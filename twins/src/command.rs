@@ -55,7 +55,29 @@ pub enum Command {
         tenant: String,
         documents: Vec<Value>,
     },
+    /// Removes a model (it must be unused: no twin and no other model uses it).
+    /// Deleting through the API is three steps (see `BeginModelDelete`).
     DeleteModel {
+        tenant: String,
+        model: String,
+    },
+    /// Step 1 of deleting a model across shards: mark it so that no twin may start
+    /// using it (meta group). Idempotent. (References from other models are meta
+    /// state, checked atomically by the final `DeleteModel`.)
+    BeginModelDelete {
+        tenant: String,
+        model: String,
+    },
+    /// Step 2, once per data shard, evaluated by that shard's leader: the shard has
+    /// no twin of the model, and none can be created any more (the mark is visible
+    /// to the shard's evaluation from here on). Writes nothing.
+    CheckModelUnused {
+        tenant: String,
+        model: String,
+        shard: u32,
+    },
+    /// Step 2 or 3 failed: lift the mark (meta group). Idempotent.
+    AbortModelDelete {
         tenant: String,
         model: String,
     },
@@ -141,6 +163,9 @@ impl Command {
             | Command::RevokeToken { tenant, .. }
             | Command::UploadModels { tenant, .. }
             | Command::DeleteModel { tenant, .. }
+            | Command::BeginModelDelete { tenant, .. }
+            | Command::CheckModelUnused { tenant, .. }
+            | Command::AbortModelDelete { tenant, .. }
             | Command::SetModelDecommissioned { tenant, .. }
             | Command::PutTwin { tenant, .. }
             | Command::PatchTwin { tenant, .. }
@@ -173,6 +198,7 @@ impl Command {
             | Command::DeleteDevice {
                 tenant, device_id, ..
             } => shard_of(tenant, device_id, shard_count),
+            Command::CheckModelUnused { shard, .. } => *shard,
             _ => META_SHARD,
         }
     }

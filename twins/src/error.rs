@@ -50,6 +50,10 @@ pub enum TwinError {
     ModelExists { model: String },
     #[error("model {model} is used by twin '{twin}' (and possibly others); delete or re-model those twins first")]
     ModelInUse { model: String, twin: String },
+    #[error("model {model} is being deleted; new twins cannot use it (if the deletion was interrupted, DELETE the model again)")]
+    ModelBeingDeleted { model: String },
+    #[error("the deletion of model {model} has not begun as far as this shard can see; retry the DELETE")]
+    ModelDeleteNotBegun { model: String },
     #[error("model {model} is referenced by model {by}; delete {by} first")]
     ModelReferenced { model: String, by: String },
     #[error("invalid models:\n{0}")]
@@ -106,6 +110,8 @@ impl TwinError {
             ModelExists { .. }
             | ModelInUse { .. }
             | ModelReferenced { .. }
+            | ModelBeingDeleted { .. }
+            | ModelDeleteNotBegun { .. }
             | TwinHasRelationships { .. }
             | TwinHasDevice { .. } => ErrorKind::Conflict,
             PreconditionFailed(_) => ErrorKind::PreconditionFailed,
@@ -126,6 +132,8 @@ impl TwinError {
             ModelExists { .. } => "ModelIdAlreadyExists",
             ModelInUse { .. } => "ModelInUse",
             ModelReferenced { .. } => "ModelReferencesNotDeleted",
+            ModelBeingDeleted { .. } => "ModelBeingDeleted",
+            ModelDeleteNotBegun { .. } => "ModelDeleteNotBegun",
             ModelInvalid(_) => "DTDLParserError",
             TwinNotFound { .. } => "DigitalTwinNotFound",
             TwinHasRelationships { .. } => "DigitalTwinHasRelationships",
@@ -140,8 +148,10 @@ impl TwinError {
 
     /// An error another node decided, from its class, code and message as they travelled.
     pub fn remote(kind: ErrorKind, code: &str, message: String) -> Self {
-        const CODES: [&str; 17] = [
+        const CODES: [&str; 19] = [
             "InvalidArgument",
+            "ModelBeingDeleted",
+            "ModelDeleteNotBegun",
             "ValidationFailed",
             "ModelNotFound",
             "ModelDecommissioned",

@@ -26,6 +26,9 @@ pub struct ModelRecord {
     pub upload_time: String,
     #[serde(default)]
     pub decommissioned: bool,
+    /// Its deletion has begun (`BeginModelDelete`): no twin may start using it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 impl ModelRecord {
@@ -125,9 +128,17 @@ impl ModelSource for StoredModels<'_> {
 /// Resolved models by (tenant, DTMI).
 #[derive(Default)]
 pub struct ModelCache {
-    /// The resolved model and its `decommissioned` flag. Entries are dropped whenever
-    /// the record changes (decommission, delete), so they always match storage.
-    resolved: HashMap<(String, String), (Arc<InterfaceModel>, bool)>,
+    /// The resolved model and its flags. Entries are dropped whenever the record
+    /// changes (decommission, deletion), so they always match storage.
+    resolved: HashMap<(String, String), (Arc<InterfaceModel>, ModelFlags)>,
+}
+
+/// Whether new twins may use a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelFlags {
+    pub decommissioned: bool,
+    /// Its deletion has begun.
+    pub deleting: bool,
 }
 
 impl ModelCache {
@@ -137,10 +148,10 @@ impl ModelCache {
         state: &dyn StateRead,
         tenant: &str,
         id: &str,
-    ) -> Result<Option<(Arc<InterfaceModel>, bool)>, TwinError> {
+    ) -> Result<Option<(Arc<InterfaceModel>, ModelFlags)>, TwinError> {
         let key = (tenant.to_owned(), id.to_owned());
-        if let Some((m, decommissioned)) = self.resolved.get(&key) {
-            return Ok(Some((m.clone(), *decommissioned)));
+        if let Some((m, flags)) = self.resolved.get(&key) {
+            return Ok(Some((m.clone(), *flags)));
         }
         let Some(rec) = load_record(state, tenant, id)? else {
             return Ok(None);
@@ -168,9 +179,12 @@ impl ModelCache {
                     "stored model {id} does not define itself"
                 )))
             })?;
-        self.resolved
-            .insert(key, (model.clone(), rec.decommissioned));
-        Ok(Some((model, rec.decommissioned)))
+        let flags = ModelFlags {
+            decommissioned: rec.decommissioned,
+            deleting: rec.deleting,
+        };
+        self.resolved.insert(key, (model.clone(), flags));
+        Ok(Some((model, flags)))
     }
 
     pub fn invalidate(&mut self, tenant: &str, id: &str) {

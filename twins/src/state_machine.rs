@@ -86,6 +86,62 @@ impl StateMachine {
                 self.upload_models(out, tenant, documents, stamp)
             }
             Command::DeleteModel { tenant, model } => self.delete_model(out, tenant, model),
+            Command::BeginModelDelete { tenant, model } => {
+                let mut rec = models::load_record(out, tenant, model)?.ok_or_else(|| {
+                    TwinError::ModelNotFound {
+                        model: model.clone(),
+                    }
+                })?;
+                if !rec.deleting {
+                    rec.deleting = true;
+                    models::store_record(out, tenant, &rec);
+                    self.models.invalidate(tenant, model);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::AbortModelDelete { tenant, model } => {
+                if let Some(mut rec) = models::load_record(out, tenant, model)? {
+                    if rec.deleting {
+                        rec.deleting = false;
+                        models::store_record(out, tenant, &rec);
+                        self.models.invalidate(tenant, model);
+                    }
+                }
+                Ok(Outcome::Done)
+            }
+            Command::CheckModelUnused {
+                tenant,
+                model,
+                shard,
+            } => {
+                if *shard >= self.shard_count {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "shard {shard} does not exist (there are {})",
+                        self.shard_count
+                    )));
+                }
+                let rec = models::load_record(out, tenant, model)?.ok_or_else(|| {
+                    TwinError::ModelNotFound {
+                        model: model.clone(),
+                    }
+                })?;
+                // Whatever this evaluator cached of the model, it reads the record
+                // again from here on, and so sees the mark.
+                self.models.invalidate(tenant, model);
+                if !rec.deleting {
+                    return Err(TwinError::ModelDeleteNotBegun {
+                        model: model.clone(),
+                    });
+                }
+                let prefix = keys::model_use_prefix(*shard, tenant, model);
+                if let Some((k, _)) = out.scan(Family::Meta, &prefix, None, 1)?.pop() {
+                    return Err(TwinError::ModelInUse {
+                        model: model.clone(),
+                        twin: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    });
+                }
+                Ok(Outcome::Done)
+            }
             Command::SetModelDecommissioned {
                 tenant,
                 model,
@@ -248,6 +304,7 @@ impl StateMachine {
                 document,
                 upload_time: stamp.now.clone(),
                 decommissioned: false,
+                deleting: false,
             });
         }
         for rec in &records {
@@ -273,6 +330,19 @@ impl StateMachine {
                 twin,
             });
         }
+        self.check_unreferenced(out, tenant, model)?;
+        out.delete(Family::Meta, keys::meta(tenant, MetaKind::Model, model));
+        self.models.invalidate(tenant, model);
+        Ok(Outcome::Done)
+    }
+
+    /// No other model of the tenant depends on `model`.
+    fn check_unreferenced(
+        &mut self,
+        out: &mut Overlay<'_>,
+        tenant: &str,
+        model: &str,
+    ) -> Result<(), TwinError> {
         for other in models::all_records(out, tenant)? {
             if other.id == model {
                 continue;
@@ -286,9 +356,7 @@ impl StateMachine {
                 }
             }
         }
-        out.delete(Family::Meta, keys::meta(tenant, MetaKind::Model, model));
-        self.models.invalidate(tenant, model);
-        Ok(Outcome::Done)
+        Ok(())
     }
 
     fn model_of(
@@ -348,16 +416,24 @@ impl StateMachine {
                     "the twin body needs \"$metadata\": {\"$model\": \"dtmi:…\"}".into(),
                 )
             })?;
-        let (model, decommissioned) =
+        let (model, flags) =
             self.models
                 .get(out, tenant, model_id)?
                 .ok_or_else(|| TwinError::TwinModelUnknown {
                     model: model_id.to_owned(),
                 })?;
-        if decommissioned && existing.as_ref().is_none_or(|t| t.model != model_id) {
-            return Err(TwinError::ModelDecommissioned {
-                model: model_id.to_owned(),
-            });
+        if existing.as_ref().is_none_or(|t| t.model != model_id) {
+            // A twin that does not use the model yet may not start to.
+            if flags.deleting {
+                return Err(TwinError::ModelBeingDeleted {
+                    model: model_id.to_owned(),
+                });
+            }
+            if flags.decommissioned {
+                return Err(TwinError::ModelDecommissioned {
+                    model: model_id.to_owned(),
+                });
+            }
         }
         if let Some(meta) = body.get("$metadata").and_then(Value::as_object) {
             for (k, v) in meta {

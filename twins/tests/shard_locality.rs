@@ -378,6 +378,23 @@ fn every_command_writes_only_keys_of_its_own_shard() {
         model: t(SENSOR),
         decommissioned: true,
     });
+    // Deleting across shards: the mark and its lifting are meta writes, each shard's
+    // check writes nothing.
+    c.ok(Command::BeginModelDelete {
+        tenant: t(TENANT),
+        model: t(SENSOR),
+    });
+    for shard in 0..SHARDS {
+        c.ok(Command::CheckModelUnused {
+            tenant: t(TENANT),
+            model: t(SENSOR),
+            shard,
+        });
+    }
+    c.ok(Command::AbortModelDelete {
+        tenant: t(TENANT),
+        model: t(SENSOR),
+    });
     for m in [SENSOR, DEVICE, MOTOR, ASSEMBLY_LINE, LINE] {
         c.ok(delete_model(m));
     }

@@ -2490,3 +2490,128 @@ fn a_failing_patch_after_successful_ops_is_rejected_not_a_panic() {
     );
     assert_eq!(w.twin("d1"), before);
 }
+
+// ---- deleting a model across shards --------------------------------------------------
+
+fn begin_delete(model: &str) -> Command {
+    Command::BeginModelDelete {
+        tenant: TENANT.into(),
+        model: model.into(),
+    }
+}
+
+fn check_unused(model: &str, shard: u32) -> Command {
+    Command::CheckModelUnused {
+        tenant: TENANT.into(),
+        model: model.into(),
+        shard,
+    }
+}
+
+fn abort_delete(model: &str) -> Command {
+    Command::AbortModelDelete {
+        tenant: TENANT.into(),
+        model: model.into(),
+    }
+}
+
+#[test]
+fn a_model_being_deleted_takes_no_new_twins_and_each_shard_reports_its_own_users() {
+    let mut w = World::with_models();
+    w.create("s1", SENSOR, json!({}));
+    let used = keys::shard_of(TENANT, "s1", SHARDS);
+    // Not begun: a shard cannot confirm anything.
+    w.err_no_writes(check_unused(SENSOR, used), "ModelDeleteNotBegun");
+    w.ok(begin_delete(SENSOR));
+    w.ok(begin_delete(SENSOR)); // idempotent (a repeated DELETE)
+                                // No twin may start using it; a twin that already does keeps working.
+    let fresh = twin_body("s2", SENSOR, json!({}));
+    assert_eq!(code(w.put_twin("s2", fresh)), "ModelBeingDeleted");
+    w.ok(put_twin(
+        TENANT,
+        "s1",
+        twin_body("s1", SENSOR, json!({})),
+        Condition::Always,
+    ));
+    // Only the shard holding s1 reports it; checks write nothing.
+    for shard in 0..SHARDS {
+        if shard == used {
+            let e = w.err_no_writes(check_unused(SENSOR, shard), "ModelInUse");
+            assert!(e.to_string().contains("'s1'"), "{e}");
+        } else {
+            assert!(matches!(
+                w.run_with_writes(check_unused(SENSOR, shard)),
+                (Ok(Outcome::Done), writes) if writes.is_empty()
+            ));
+        }
+    }
+    w.err_no_writes(check_unused(SENSOR, SHARDS), "InvalidArgument");
+    // Lifting the mark lets twins use it again.
+    w.ok(abort_delete(SENSOR));
+    w.ok(abort_delete(SENSOR));
+    w.create("s2", SENSOR, json!({}));
+    // With its twins gone, the three steps delete it.
+    w.ok(delete_twin_cmd("s1"));
+    w.ok(delete_twin_cmd("s2"));
+    w.ok(begin_delete(SENSOR));
+    for shard in 0..SHARDS {
+        w.ok(check_unused(SENSOR, shard));
+    }
+    w.ok(delete_model(SENSOR));
+    assert_eq!(code(w.run(begin_delete(SENSOR))), "ModelNotFound");
+}
+
+#[test]
+fn a_model_another_model_references_is_refused_at_the_last_step() {
+    let mut w = World::with_models();
+    w.ok(begin_delete(MOTOR));
+    for shard in 0..SHARDS {
+        w.ok(check_unused(MOTOR, shard));
+    }
+    w.err_no_writes(delete_model(MOTOR), "ModelReferencesNotDeleted");
+    w.ok(abort_delete(MOTOR));
+}
+
+/// The race the three steps close: a shard's evaluator has the model cached from an
+/// earlier twin when the mark lands (written by the meta group's evaluator). Its check
+/// must make every later twin of that evaluator see the mark.
+#[test]
+fn a_shard_that_confirmed_a_model_unused_sees_the_mark_from_then_on() {
+    let mut w = World::with_models();
+    let mut shard_sm = StateMachine::new(SHARDS);
+    let run = |sm: &mut StateMachine, w: &mut World, cmd: Command| {
+        let stamp = w.next_stamp();
+        let (r, writes) = apply_raw(sm, &w.mem, &cmd, &stamp);
+        if r.is_ok() {
+            w.mem.apply(writes);
+        }
+        r
+    };
+    let create = |id: &str| {
+        put_twin(
+            TENANT,
+            id,
+            twin_body(id, SENSOR, json!({})),
+            Condition::Always,
+        )
+    };
+    run(&mut shard_sm, &mut w, create("s1")).unwrap();
+    run(&mut shard_sm, &mut w, delete_twin_cmd("s1")).unwrap();
+    // The meta group's evaluator marks the model; the shard's cache predates it.
+    w.ok(begin_delete(SENSOR));
+    let shard = keys::shard_of(TENANT, "s2", SHARDS);
+    assert!(matches!(
+        run(&mut shard_sm, &mut w, check_unused(SENSOR, shard)),
+        Ok(Outcome::Done)
+    ));
+    let late = run(&mut shard_sm, &mut w, create("s2"));
+    assert_eq!(code(late), "ModelBeingDeleted");
+}
+
+fn delete_twin_cmd(id: &str) -> Command {
+    Command::DeleteTwin {
+        tenant: TENANT.into(),
+        twin_id: id.into(),
+        condition: Condition::Always,
+    }
+}
