@@ -349,19 +349,39 @@ impl Writer {
         // model uploaded through another node a moment ago may not be applied here
         // yet. Before refusing a twin for an unknown model, catch up with the meta
         // group (a read barrier) and evaluate the batch again.
-        // The same holds for the mark that begins a model's deletion.
-        let model_missing = results.iter().any(|r| {
-            matches!(r, Err(ProposeError::Rejected(e))
-                if matches!(e.code(), "ModelNotFound" | "ModelDeleteNotBegun"))
-        });
-        if model_missing && self.group != META_GROUP && !self.cluster.is_single_voter() {
-            match self.cluster.read_barrier(&[META_GROUP]).await {
+        // The same holds for the marks that begin a model's or a twin's deletion (the
+        // twin's mark lives in the twin's own shard group).
+        let mut behind: Vec<GroupId> = Vec::new();
+        for (p, r) in batch.iter().zip(&results) {
+            let Err(ProposeError::Rejected(e)) = r else {
+                continue;
+            };
+            match (e.code(), &p.cmd) {
+                ("ModelNotFound" | "ModelDeleteNotBegun", _) => behind.push(META_GROUP),
+                (
+                    "DigitalTwinDeleteNotBegun",
+                    Command::CheckNoIncoming {
+                        tenant, twin_id, ..
+                    },
+                ) => behind.push(doppel_twins::keys::shard_of(
+                    tenant,
+                    twin_id,
+                    self.cluster.shard_count(),
+                )),
+                _ => {}
+            }
+        }
+        behind.sort_unstable();
+        behind.dedup();
+        behind.retain(|g| *g != self.group);
+        if !behind.is_empty() && !self.cluster.is_single_voter() {
+            match self.cluster.read_barrier(&behind).await {
                 Ok(()) => {
                     self.forget_models();
                     (results, writes, events) = self.evaluate(&batch);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "meta read barrier failed; answering as evaluated")
+                    tracing::debug!(error = %e, "read barrier failed; answering as evaluated")
                 }
             }
         }

@@ -105,6 +105,27 @@ pub enum Command {
         twin_id: String,
         condition: Condition,
     },
+    /// Step 1 of deleting a twin that relationships on other shards may target: the
+    /// twin exists (and meets `condition`), has no device and no outgoing
+    /// relationship; mark it so that no relationship may start to target it (the
+    /// twin's shard). Idempotent.
+    BeginTwinDelete {
+        tenant: String,
+        twin_id: String,
+        condition: Condition,
+    },
+    /// Step 2, once per data shard, evaluated by that shard's leader: no relationship
+    /// of the shard targets the twin, and none can start to. Writes nothing.
+    CheckNoIncoming {
+        tenant: String,
+        twin_id: String,
+        shard: u32,
+    },
+    /// Step 2 or 3 failed: lift the mark (the twin's shard). Idempotent.
+    AbortTwinDelete {
+        tenant: String,
+        twin_id: String,
+    },
     PutRelationship {
         tenant: String,
         source: String,
@@ -166,6 +187,9 @@ impl Command {
             | Command::BeginModelDelete { tenant, .. }
             | Command::CheckModelUnused { tenant, .. }
             | Command::AbortModelDelete { tenant, .. }
+            | Command::BeginTwinDelete { tenant, .. }
+            | Command::CheckNoIncoming { tenant, .. }
+            | Command::AbortTwinDelete { tenant, .. }
             | Command::SetModelDecommissioned { tenant, .. }
             | Command::PutTwin { tenant, .. }
             | Command::PatchTwin { tenant, .. }
@@ -198,7 +222,15 @@ impl Command {
             | Command::DeleteDevice {
                 tenant, device_id, ..
             } => shard_of(tenant, device_id, shard_count),
-            Command::CheckModelUnused { shard, .. } => *shard,
+            Command::CheckModelUnused { shard, .. } | Command::CheckNoIncoming { shard, .. } => {
+                *shard
+            }
+            Command::BeginTwinDelete {
+                tenant, twin_id, ..
+            }
+            | Command::AbortTwinDelete { tenant, twin_id } => {
+                shard_of(tenant, twin_id, shard_count)
+            }
             _ => META_SHARD,
         }
     }

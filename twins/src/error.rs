@@ -54,6 +54,10 @@ pub enum TwinError {
     ModelBeingDeleted { model: String },
     #[error("the deletion of model {model} has not begun as far as this shard can see; retry the DELETE")]
     ModelDeleteNotBegun { model: String },
+    #[error("digital twin '{twin}' is being deleted; no relationship may target it (if the deletion was interrupted, DELETE the twin again)")]
+    TwinBeingDeleted { twin: String },
+    #[error("the deletion of digital twin '{twin}' has not begun as far as this shard can see; retry the DELETE")]
+    TwinDeleteNotBegun { twin: String },
     #[error("model {model} is referenced by model {by}; delete {by} first")]
     ModelReferenced { model: String, by: String },
     #[error("invalid models:\n{0}")]
@@ -112,6 +116,8 @@ impl TwinError {
             | ModelReferenced { .. }
             | ModelBeingDeleted { .. }
             | ModelDeleteNotBegun { .. }
+            | TwinBeingDeleted { .. }
+            | TwinDeleteNotBegun { .. }
             | TwinHasRelationships { .. }
             | TwinHasDevice { .. } => ErrorKind::Conflict,
             PreconditionFailed(_) => ErrorKind::PreconditionFailed,
@@ -134,6 +140,8 @@ impl TwinError {
             ModelReferenced { .. } => "ModelReferencesNotDeleted",
             ModelBeingDeleted { .. } => "ModelBeingDeleted",
             ModelDeleteNotBegun { .. } => "ModelDeleteNotBegun",
+            TwinBeingDeleted { .. } => "DigitalTwinBeingDeleted",
+            TwinDeleteNotBegun { .. } => "DigitalTwinDeleteNotBegun",
             ModelInvalid(_) => "DTDLParserError",
             TwinNotFound { .. } => "DigitalTwinNotFound",
             TwinHasRelationships { .. } => "DigitalTwinHasRelationships",
@@ -148,8 +156,10 @@ impl TwinError {
 
     /// An error another node decided, from its class, code and message as they travelled.
     pub fn remote(kind: ErrorKind, code: &str, message: String) -> Self {
-        const CODES: [&str; 19] = [
+        const CODES: [&str; 21] = [
             "InvalidArgument",
+            "DigitalTwinBeingDeleted",
+            "DigitalTwinDeleteNotBegun",
             "ModelBeingDeleted",
             "ModelDeleteNotBegun",
             "ValidationFailed",

@@ -222,6 +222,17 @@ pub fn model_use(shard: u32, tenant: &str, model: &str, twin_id: &str) -> Vec<u8
     k
 }
 
+/// The kind tag of twin-deletion marks (meta family, data shards).
+const TWIN_DELETING_TAG: &str = "twin_deleting";
+
+/// The mark that the deletion of twin `twin_id` (on data shard `shard`, its own) has
+/// begun: no relationship may start to target it. Family [`Family::Meta`].
+pub fn twin_deleting(shard: u32, tenant: &str, twin_id: &str) -> Vec<u8> {
+    let mut k = push(start(shard, tenant), TWIN_DELETING_TAG);
+    k.extend_from_slice(twin_id.as_bytes());
+    k
+}
+
 /// Node-wide records (the tenant list, the shard count) live under the empty tenant,
 /// which no real tenant can be named.
 pub const SYSTEM_TENANT: &str = "";

@@ -109,6 +109,63 @@ impl StateMachine {
                 }
                 Ok(Outcome::Done)
             }
+            Command::BeginTwinDelete {
+                tenant,
+                twin_id,
+                condition,
+            } => {
+                let (shard, _) = self.existing_twin(out, tenant, twin_id, condition)?;
+                self.check_deletable_here(out, shard, tenant, twin_id)?;
+                out.put(
+                    Family::Meta,
+                    keys::twin_deleting(shard, tenant, twin_id),
+                    Vec::new(),
+                );
+                Ok(Outcome::Done)
+            }
+            Command::AbortTwinDelete { tenant, twin_id } => {
+                check_id("twin id", twin_id, ids::check_twin_id)?;
+                let shard = shard_of(tenant, twin_id, self.shard_count);
+                let mark = keys::twin_deleting(shard, tenant, twin_id);
+                if out.get(Family::Meta, &mark)?.is_some() {
+                    out.delete(Family::Meta, mark);
+                }
+                Ok(Outcome::Done)
+            }
+            Command::CheckNoIncoming {
+                tenant,
+                twin_id,
+                shard,
+            } => {
+                check_id("twin id", twin_id, ids::check_twin_id)?;
+                if *shard >= self.shard_count {
+                    return Err(TwinError::InvalidArgument(format!(
+                        "shard {shard} does not exist (there are {})",
+                        self.shard_count
+                    )));
+                }
+                let own = shard_of(tenant, twin_id, self.shard_count);
+                if out
+                    .get(Family::Meta, &keys::twin_deleting(own, tenant, twin_id))?
+                    .is_none()
+                {
+                    return Err(TwinError::TwinDeleteNotBegun {
+                        twin: twin_id.clone(),
+                    });
+                }
+                let prefix = keys::rel_in_prefix(*shard, tenant, twin_id);
+                if let Some((k, _)) = out.scan(Family::RelIn, &prefix, None, 1)?.pop() {
+                    let example = keys::split_rel_in_tail(&k[prefix.len()..])
+                        .map(|(s, r)| format!("{s}/{r}"))
+                        .unwrap_or_default();
+                    return Err(TwinError::TwinHasRelationships {
+                        twin: twin_id.clone(),
+                        direction: "incoming",
+                        example,
+                    });
+                }
+                Ok(Outcome::Done)
+            }
             Command::CheckModelUnused {
                 tenant,
                 model,
@@ -800,19 +857,7 @@ impl StateMachine {
         condition: &Condition,
     ) -> Result<Outcome, TwinError> {
         let (shard, existing) = self.existing_twin(out, tenant, twin_id, condition)?;
-        if load_device(out, shard, tenant, twin_id)?.is_some() {
-            return Err(TwinError::TwinHasDevice {
-                twin: twin_id.to_owned(),
-            });
-        }
-        let out_prefix = keys::rel_out_prefix(shard, tenant, twin_id);
-        if let Some((k, _)) = out.scan(Family::RelOut, &out_prefix, None, 1)?.pop() {
-            return Err(TwinError::TwinHasRelationships {
-                twin: twin_id.to_owned(),
-                direction: "outgoing",
-                example: String::from_utf8_lossy(&k[out_prefix.len()..]).into_owned(),
-            });
-        }
+        self.check_deletable_here(out, shard, tenant, twin_id)?;
         // Page size 1: only the first incoming relationship (over all shards) is needed.
         let first_in = IncomingIndex::new(out, self.shard_count, tenant, twin_id, 1).next_tail()?;
         if let Some(tail) = first_in {
@@ -830,11 +875,40 @@ impl StateMachine {
             Family::Meta,
             keys::model_use(shard, tenant, &existing.model, twin_id),
         );
+        let mark = keys::twin_deleting(shard, tenant, twin_id);
+        if out.get(Family::Meta, &mark)?.is_some() {
+            out.delete(Family::Meta, mark);
+        }
         out.delete_prefix(
             Family::Telemetry,
             keys::telemetry_prefix(shard, tenant, twin_id),
         );
         Ok(Outcome::Done)
+    }
+
+    /// What the twin's own shard says against deleting it: a bound device or an
+    /// outgoing relationship.
+    fn check_deletable_here(
+        &self,
+        out: &mut Overlay<'_>,
+        shard: u32,
+        tenant: &str,
+        twin_id: &str,
+    ) -> Result<(), TwinError> {
+        if load_device(out, shard, tenant, twin_id)?.is_some() {
+            return Err(TwinError::TwinHasDevice {
+                twin: twin_id.to_owned(),
+            });
+        }
+        let out_prefix = keys::rel_out_prefix(shard, tenant, twin_id);
+        if let Some((k, _)) = out.scan(Family::RelOut, &out_prefix, None, 1)?.pop() {
+            return Err(TwinError::TwinHasRelationships {
+                twin: twin_id.to_owned(),
+                direction: "outgoing",
+                example: String::from_utf8_lossy(&k[out_prefix.len()..]).into_owned(),
+            });
+        }
+        Ok(())
     }
 
     // ---- relationships ---------------------------------------------------------
@@ -920,6 +994,18 @@ impl StateMachine {
                     format!("target twin '{target_id}' does not exist"),
                 )
             })?;
+        let target_shard = shard_of(tenant, target_id, n);
+        if out
+            .get(
+                Family::Meta,
+                &keys::twin_deleting(target_shard, tenant, target_id),
+            )?
+            .is_some()
+        {
+            return Err(TwinError::TwinBeingDeleted {
+                twin: target_id.to_owned(),
+            });
+        }
         if let Some(required) = &def.target {
             let target_model = self.model_of(out, tenant, &target)?;
             if !target_model.is_or_extends(required) {

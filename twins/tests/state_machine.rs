@@ -2615,3 +2615,90 @@ fn delete_twin_cmd(id: &str) -> Command {
         condition: Condition::Always,
     }
 }
+
+// ---- deleting a twin that relationships on other shards may target -----------------
+
+fn begin_twin_delete(id: &str, condition: Condition) -> Command {
+    Command::BeginTwinDelete {
+        tenant: TENANT.into(),
+        twin_id: id.into(),
+        condition,
+    }
+}
+
+fn check_no_incoming(id: &str, shard: u32) -> Command {
+    Command::CheckNoIncoming {
+        tenant: TENANT.into(),
+        twin_id: id.into(),
+        shard,
+    }
+}
+
+fn abort_twin_delete(id: &str) -> Command {
+    Command::AbortTwinDelete {
+        tenant: TENANT.into(),
+        twin_id: id.into(),
+    }
+}
+
+#[test]
+fn a_twin_being_deleted_takes_no_new_relationships_and_each_shard_reports_its_own() {
+    let mut w = World::with_models();
+    w.create("d1", DEVICE, json!({}));
+    let etag = w.create("x", DEVICE, json!({})).etag;
+    w.relate("d1", "r1", rel_body("x", "near", json!({})))
+        .unwrap();
+    let from = keys::shard_of(TENANT, "d1", SHARDS);
+    w.err_no_writes(check_no_incoming("x", from), "DigitalTwinDeleteNotBegun");
+    w.err_no_writes(
+        begin_twin_delete("x", Condition::IfMatch("W/\"other\"".into())),
+        "PreconditionFailed",
+    );
+    w.err_no_writes(
+        begin_twin_delete("d1", Condition::Always),
+        "DigitalTwinHasRelationships",
+    );
+    w.ok(begin_twin_delete("x", Condition::IfMatch(etag)));
+    // Idempotent (a repeated DELETE).
+    w.ok(begin_twin_delete("x", Condition::Always));
+    // No relationship may start to target it; its properties still change.
+    w.create("d2", DEVICE, json!({}));
+    assert_eq!(
+        code(w.relate("d2", "r2", rel_body("x", "near", json!({})))),
+        "DigitalTwinBeingDeleted"
+    );
+    w.patch("x", json!([{"op": "add", "path": "/serial", "value": "S"}]))
+        .unwrap();
+    // Only d1's shard reports the incoming relationship; checks write nothing.
+    for shard in 0..SHARDS {
+        if shard == from {
+            let e = w.err_no_writes(check_no_incoming("x", shard), "DigitalTwinHasRelationships");
+            assert!(e.to_string().contains("d1/r1"), "{e}");
+        } else {
+            assert!(matches!(
+                w.run_with_writes(check_no_incoming("x", shard)),
+                (Ok(Outcome::Done), writes) if writes.is_empty()
+            ));
+        }
+    }
+    w.err_no_writes(check_no_incoming("x", SHARDS), "InvalidArgument");
+    // Lifted: relationships may target it again.
+    w.ok(abort_twin_delete("x"));
+    w.ok(abort_twin_delete("x"));
+    w.relate("d2", "r2", rel_body("x", "near", json!({})))
+        .unwrap();
+    // With its incoming relationships gone, the three steps delete it, mark and all.
+    w.delete_rel("d1", "r1").unwrap();
+    w.delete_rel("d2", "r2").unwrap();
+    w.ok(begin_twin_delete("x", Condition::Always));
+    for shard in 0..SHARDS {
+        w.ok(check_no_incoming("x", shard));
+    }
+    w.delete_twin("x").unwrap();
+    let shard = keys::shard_of(TENANT, "x", SHARDS);
+    assert!(!w.exists(Family::Meta, &keys::twin_deleting(shard, TENANT, "x")));
+    // A new twin of the same id is not born marked.
+    w.create("x", DEVICE, json!({}));
+    w.relate("d2", "r3", rel_body("x", "near", json!({})))
+        .unwrap();
+}

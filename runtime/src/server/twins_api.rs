@@ -135,14 +135,73 @@ async fn delete_twin(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::Writer)?;
     let condition = condition(&headers)?;
-    st.twins
-        .execute(Command::DeleteTwin {
-            tenant: caller.tenant().to_owned(),
-            twin_id: id,
-            condition,
-        })
-        .await?;
+    delete_twin_everywhere(&st, caller.tenant(), &id, condition).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a twin, safely against relationships to it being created on other shards
+/// meanwhile (they live on their source's shard):
+/// 1. mark the twin (its shard): from then on no relationship may start to target it;
+/// 2. ask every data shard's leader to confirm none of its relationships targets it
+///    (evaluated after every relationship the shard committed before);
+/// 3. delete it, or lift the mark if a shard found one or the delete was refused.
+///
+/// A deletion cut short between 1 and 3 leaves the mark (new relationships to the
+/// twin refused with `DigitalTwinBeingDeleted`) until the DELETE is repeated.
+async fn delete_twin_everywhere(
+    st: &AppState,
+    tenant: &str,
+    id: &str,
+    condition: Condition,
+) -> Result<(), ApiError> {
+    use crate::routing::execute;
+    let (tenant, id) = (tenant.to_owned(), id.to_owned());
+    execute(
+        st,
+        Command::BeginTwinDelete {
+            tenant: tenant.clone(),
+            twin_id: id.clone(),
+            condition: condition.clone(),
+        },
+    )
+    .await?;
+    let checks = (0..st.shard_count).map(|shard| {
+        execute(
+            st,
+            Command::CheckNoIncoming {
+                tenant: tenant.clone(),
+                twin_id: id.clone(),
+                shard,
+            },
+        )
+    });
+    let refused = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .find_map(Result::err);
+    let result = match refused {
+        Some(e) => Err(e),
+        None => st
+            .twins
+            .execute(Command::DeleteTwin {
+                tenant: tenant.clone(),
+                twin_id: id.clone(),
+                condition,
+            })
+            .await
+            .map(|_| ()),
+    };
+    if let Err(e) = result {
+        let abort = Command::AbortTwinDelete {
+            tenant: tenant.clone(),
+            twin_id: id.clone(),
+        };
+        if let Err(abort_error) = execute(st, abort).await {
+            tracing::warn!(%tenant, twin = %id, error = %abort_error, "could not lift the deletion mark of a twin that was not deleted; a repeated DELETE lifts it");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// ADT's `POST /digitaltwins/{id}/telemetry`, with the optional `Dt-Timestamp`
