@@ -153,4 +153,68 @@ async fn a_device_on_any_node_reaches_its_twin_and_is_reached() {
         "{}",
         r.body
     );
+
+    // The device connects again, through node 1 (a reconnect that a load balancer
+    // sent elsewhere): its old connection on node 3 is closed as taken over, and the
+    // twin shows it connected, not disconnected by the old connection's end.
+    let port1 = cluster
+        .node(1)
+        .mqtt_addr()
+        .expect("node 1's mqtt banner line")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let again = ScriptDevice::start(
+        Path::new("python3"),
+        &[
+            script,
+            "--port",
+            &port1,
+            "--protocol",
+            "5",
+            "--device",
+            &device,
+            "--username",
+            &user,
+            "--password",
+            &sas,
+        ],
+        "deploy/setup.sh installs python3 and paho-mqtt",
+    );
+    again.expect("ready", Duration::from_secs(30));
+    let gone = step("disconnected");
+    assert_eq!(gone["rc"], 0x8E, "session taken over: {gone}");
+    assert_eq!(again.expect("telemetry", Duration::from_secs(30))["rc"], 0);
+    // Node 3's report of the old connection's end changes nothing.
+    for _ in 0..10 {
+        let r = cluster
+            .api(3)
+            .get(&format!("/digitaltwins/{device}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.body["$metadata"]["$connection"]["state"], "connected",
+            "{}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The new connection's end is recorded.
+    drop(again);
+    doppel_tests::wait_until(
+        "the twin shows the device disconnected",
+        Duration::from_secs(20),
+        || async {
+            let twin = cluster
+                .api(2)
+                .get(&format!("/digitaltwins/{device}"))
+                .await
+                .unwrap()
+                .body;
+            twin["$metadata"]["$connection"]["state"] == "disconnected"
+        },
+    )
+    .await
+    .unwrap();
 }

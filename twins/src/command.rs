@@ -149,11 +149,16 @@ pub enum Command {
     },
     /// The bound device connected or disconnected. `last_activity` is when it was
     /// last heard from (for a disconnect: its last message), defaulting to the stamp.
+    /// `node` is the cluster node that holds (held) the connection: a disconnect
+    /// reported by another node than the one the device last connected to is stale
+    /// (the device moved) and changes nothing.
     SetConnection {
         tenant: String,
         twin_id: String,
         connected: bool,
         last_activity: Option<String>,
+        #[serde(default)]
+        node: Option<u64>,
     },
     /// Create or update the device bound to twin `device_id`.
     PutDevice {

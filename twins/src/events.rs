@@ -223,6 +223,32 @@ pub fn change_event(cmd: &Command, outcome: &Outcome, stamp: &Stamp) -> Option<C
             serde_json::json!({ "deviceId": device_id }),
             None,
         )),
+        (
+            Command::SetConnection {
+                tenant,
+                twin_id,
+                connected,
+                ..
+            },
+            Outcome::Twin {
+                twin,
+                changed: true,
+                ..
+            },
+        ) => Some(event(
+            tenant,
+            if *connected {
+                DEVICE_CONNECTED
+            } else {
+                DEVICE_DISCONNECTED
+            },
+            twin_id,
+            Some(&twin.model),
+            twin.connection
+                .as_ref()
+                .map_or(Value::Null, |c| c.to_json()),
+            None,
+        )),
         _ => None,
     }
 }

@@ -263,20 +263,35 @@ impl StateMachine {
                 twin_id,
                 connected,
                 last_activity,
+                node,
             } => {
                 let (shard, mut twin) =
                     self.existing_twin(out, tenant, twin_id, &Condition::Always)?;
                 let now = stamp.now.clone();
+                // The device connected to another node since: this disconnect is of
+                // its old connection, and the device is still connected.
+                let moved = |c: &Connection| {
+                    c.connected && node.is_some() && c.node.is_some() && c.node != *node
+                };
+                if !*connected && twin.connection.as_ref().is_some_and(moved) {
+                    return Ok(Outcome::Twin {
+                        twin,
+                        created: false,
+                        changed: false,
+                    });
+                }
                 let old = twin.connection.take();
                 let mut c = old.unwrap_or(Connection {
                     connected: false,
                     last_connect_time: None,
                     last_disconnect_time: None,
                     last_activity_time: now.clone(),
+                    node: None,
                 });
                 c.connected = *connected;
                 if *connected {
                     c.last_connect_time = Some(now.clone());
+                    c.node = *node;
                 } else {
                     c.last_disconnect_time = Some(now.clone());
                 }

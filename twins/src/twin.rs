@@ -51,10 +51,14 @@ pub struct Connection {
     pub last_disconnect_time: Option<String>,
     /// The last time the device was heard from (connect, message, disconnect).
     pub last_activity_time: String,
+    /// The cluster node the device last connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u64>,
 }
 
 impl Connection {
-    fn to_json(&self) -> Value {
+    /// `$metadata.$connection` as a twin shows it.
+    pub fn to_json(&self) -> Value {
         serde_json::json!({
             "state": if self.connected { "connected" } else { "disconnected" },
             "lastConnectTime": self.last_connect_time,

@@ -322,6 +322,7 @@ fn every_command_writes_only_keys_of_its_own_shard() {
             twin_id: d.clone(),
             connected: true,
             last_activity: None,
+            node: None,
         });
         c.ok(Command::RecordTelemetry {
             tenant: t(TENANT),
@@ -334,6 +335,7 @@ fn every_command_writes_only_keys_of_its_own_shard() {
             twin_id: d.clone(),
             connected: false,
             last_activity: Some(t("2024-05-01T00:00:00Z")),
+            node: None,
         });
     }
     c.ok(patch(

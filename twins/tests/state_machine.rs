@@ -2404,6 +2404,7 @@ fn connection_state_is_kept_on_the_twin_without_changing_its_etag() {
         twin_id: "d1".into(),
         connected,
         last_activity: last.map(str::to_owned),
+        node: None,
     };
     let twin = twin_of(w.ok(set(true, None)));
     let c = twin.connection.clone().expect("connection recorded");
@@ -2427,9 +2428,42 @@ fn connection_state_is_kept_on_the_twin_without_changing_its_etag() {
             twin_id: "ghost".into(),
             connected: true,
             last_activity: None,
+            node: None,
         },
         "DigitalTwinNotFound",
     );
+}
+
+#[test]
+fn a_disconnect_reported_by_a_node_the_device_has_left_changes_nothing() {
+    let mut w = plant();
+    let set = |connected, node| Command::SetConnection {
+        tenant: TENANT.into(),
+        twin_id: "d1".into(),
+        connected,
+        last_activity: None,
+        node: Some(node),
+    };
+    w.ok(set(true, 3));
+    // The device reconnected through node 1 before node 3 noticed its old
+    // connection end.
+    let twin = twin_of(w.ok(set(true, 1)));
+    assert_eq!(twin.connection.as_ref().unwrap().node, Some(1));
+    let (r, writes) = w.run_with_writes(set(false, 3));
+    assert!(
+        matches!(r, Ok(Outcome::Twin { changed: false, .. })),
+        "{r:?}"
+    );
+    assert!(writes.is_empty(), "a stale disconnect writes nothing");
+    assert!(w.twin("d1").connection.unwrap().connected);
+    // The node holding the connection reports its end: recorded.
+    w.ok(set(false, 1));
+    let c = w.twin("d1").connection.unwrap();
+    assert!(!c.connected);
+    // Once disconnected, any node's report counts (nothing newer to protect).
+    w.ok(set(true, 2));
+    w.ok(set(false, 2));
+    assert!(!w.twin("d1").connection.unwrap().connected);
 }
 
 #[test]

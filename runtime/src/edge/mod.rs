@@ -29,7 +29,7 @@ use doppel_protocols::edge::{DeviceKey, DisconnectReason, Qos};
 use doppel_protocols::iothub;
 use doppel_protocols::registry::{ConnectionRegistry, SendError};
 use doppel_protocols::server::MqttServer;
-use doppel_twins::events::{DEVICE_DELETE, DEVICE_UPDATE, TWIN_UPDATE};
+use doppel_twins::events::{DEVICE_CONNECTED, DEVICE_DELETE, DEVICE_UPDATE, TWIN_UPDATE};
 use doppel_twins::keys::shard_of;
 use doppel_twins::{load_twin, ChangeEvent};
 use std::collections::HashMap;
@@ -134,6 +134,7 @@ async fn record_connections(
             twin_id: c.key.device_id.clone(),
             connected: c.connected,
             last_activity: c.last_activity,
+            node: Some(state.proposer.cluster().node_id()),
         };
         if let Err(e) = crate::routing::execute(&state, cmd).await {
             tracing::warn!(device = %c.key, error = %e, "connection state not recorded");
@@ -179,6 +180,27 @@ async fn follow_changes(state: AppState, registry: ConnectionRegistry) {
                 let was_connected =
                     registry.disconnect(&device, DisconnectReason::AdministrativeAction);
                 tracing::info!(%device, was_connected, "device disabled");
+            }
+            // The device connected to another node: its connection here is an old
+            // one (IoT Hub keeps one connection per device), taken over.
+            DEVICE_CONNECTED if registry.is_connected(&device) => {
+                let here = state.proposer.cluster().node_id();
+                let shard = shard_of(&event.tenant, &event.twin_id, state.shard_count);
+                let Ok(Some(twin)) =
+                    load_twin(&state.storage, shard, &event.tenant, &event.twin_id)
+                else {
+                    continue;
+                };
+                let elsewhere = twin
+                    .connection
+                    .as_ref()
+                    .filter(|c| c.connected)
+                    .and_then(|c| c.node)
+                    .filter(|n| *n != here);
+                if let Some(node) = elsewhere {
+                    tracing::info!(%device, node, "device connected to another node; its connection here is closed");
+                    registry.disconnect(&device, DisconnectReason::SessionTakenOver);
+                }
             }
             TWIN_UPDATE if registry.is_connected(&device) => {
                 let shard = shard_of(&event.tenant, &event.twin_id, state.shard_count);
