@@ -62,33 +62,7 @@ async fn a_device_on_any_node_reaches_its_twin_and_is_reached() {
         .as_secs()
         + 3600;
     let sas = make_sas_token(&format!("{HUB}/devices/{device}"), &key, expiry, None).unwrap();
-    let port = cluster
-        .node(3)
-        .mqtt_addr()
-        .expect("node 3's mqtt banner line")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/pnp_device.py");
-    let user = format!("{HUB}/{device}/?api-version=2021-04-12");
-    let dev = ScriptDevice::start(
-        Path::new("python3"),
-        &[
-            script,
-            "--port",
-            &port,
-            "--protocol",
-            "5",
-            "--device",
-            &device,
-            "--username",
-            &user,
-            "--password",
-            &sas,
-        ],
-        "deploy/setup.sh installs python3 and paho-mqtt",
-    );
+    let dev = pnp_device(&cluster, 3, &device, &sas);
     let step = |s: &str| -> Value { dev.expect(s, Duration::from_secs(30)) };
     step("ready");
     assert_eq!(
@@ -157,31 +131,7 @@ async fn a_device_on_any_node_reaches_its_twin_and_is_reached() {
     // The device connects again, through node 1 (a reconnect that a load balancer
     // sent elsewhere): its old connection on node 3 is closed as taken over, and the
     // twin shows it connected, not disconnected by the old connection's end.
-    let port1 = cluster
-        .node(1)
-        .mqtt_addr()
-        .expect("node 1's mqtt banner line")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
-    let again = ScriptDevice::start(
-        Path::new("python3"),
-        &[
-            script,
-            "--port",
-            &port1,
-            "--protocol",
-            "5",
-            "--device",
-            &device,
-            "--username",
-            &user,
-            "--password",
-            &sas,
-        ],
-        "deploy/setup.sh installs python3 and paho-mqtt",
-    );
+    let again = pnp_device(&cluster, 1, &device, &sas);
     again.expect("ready", Duration::from_secs(30));
     let gone = step("disconnected");
     assert_eq!(gone["rc"], 0x8E, "session taken over: {gone}");
@@ -217,4 +167,36 @@ async fn a_device_on_any_node_reaches_its_twin_and_is_reached() {
     )
     .await
     .unwrap();
+}
+
+/// The paho Plug and Play device (tests/clients/pnp_device.py) for `device`, over
+/// MQTT 5 to node `node`.
+fn pnp_device(cluster: &Cluster, node: u64, device: &str, sas: &str) -> ScriptDevice {
+    let port = cluster
+        .node(node)
+        .mqtt_addr()
+        .unwrap_or_else(|| panic!("node {node}'s mqtt banner line"))
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/pnp_device.py");
+    let user = format!("{HUB}/{device}/?api-version=2021-04-12");
+    ScriptDevice::start(
+        Path::new("python3"),
+        &[
+            script,
+            "--port",
+            &port,
+            "--protocol",
+            "5",
+            "--device",
+            device,
+            "--username",
+            &user,
+            "--password",
+            sas,
+        ],
+        "deploy/setup.sh installs python3 and paho-mqtt",
+    )
 }

@@ -16,6 +16,7 @@ pub mod body;
 mod bootstrap;
 mod cluster_api;
 mod commands_api;
+mod deletion;
 mod devices_api;
 mod events_api;
 pub mod extract;

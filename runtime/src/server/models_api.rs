@@ -186,65 +186,39 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a model no twin uses, safely against twins being created on other shards
-/// meanwhile:
-/// 1. mark the model (meta group): from then on no twin may start using it;
-/// 2. ask every data shard's leader to confirm it has no twin of it — its evaluation
-///    is ordered after every twin it committed before, and sees the mark for every
-///    twin after;
-/// 3. delete it (meta group; refused while another model references it), or lift
-///    the mark if a shard found a twin or the deletion was refused.
-///
-/// A deletion cut short between 1 and 3 leaves the model marked (new twins refused
-/// with `ModelBeingDeleted`) until the DELETE is repeated.
+/// Deletes a model no twin uses, safely against twins of it being created on other
+/// shards meanwhile (see [`super::deletion`]); refused while another model
+/// references it.
 pub(crate) async fn delete_model(st: &AppState, tenant: &str, model: &str) -> Result<(), ApiError> {
-    use crate::routing::execute;
-    let (tenant, model) = (tenant.to_owned(), model.to_owned());
-    execute(
+    let (t, m) = (tenant.to_owned(), model.to_owned());
+    super::deletion::delete_across_shards(
         st,
         Command::BeginModelDelete {
-            tenant: tenant.clone(),
-            model: model.clone(),
+            tenant: t.clone(),
+            model: m.clone(),
+        },
+        |shard| Command::CheckModelUnused {
+            tenant: t.clone(),
+            model: m.clone(),
+            shard,
+        },
+        async {
+            crate::routing::execute(
+                st,
+                Command::DeleteModel {
+                    tenant: t.clone(),
+                    model: m.clone(),
+                },
+            )
+            .await
+            .map(|_| ())
+        },
+        Command::AbortModelDelete {
+            tenant: t.clone(),
+            model: m.clone(),
         },
     )
-    .await?;
-    let checks = (0..st.shard_count).map(|shard| {
-        execute(
-            st,
-            Command::CheckModelUnused {
-                tenant: tenant.clone(),
-                model: model.clone(),
-                shard,
-            },
-        )
-    });
-    let refused = futures_util::future::join_all(checks)
-        .await
-        .into_iter()
-        .find_map(Result::err);
-    let result = match refused {
-        Some(e) => Err(e),
-        None => execute(
-            st,
-            Command::DeleteModel {
-                tenant: tenant.clone(),
-                model: model.clone(),
-            },
-        )
-        .await
-        .map(|_| ()),
-    };
-    if let Err(e) = result {
-        let abort = Command::AbortModelDelete {
-            tenant: tenant.clone(),
-            model: model.clone(),
-        };
-        if let Err(abort_error) = execute(st, abort).await {
-            tracing::warn!(%tenant, %model, error = %abort_error, "could not lift the deletion mark of a model that was not deleted; a repeated DELETE lifts it");
-        }
-        return Err(e.into());
-    }
-    Ok(())
+    .await
 }
 
 /// ADT's decommission: `[{"op":"replace","path":"/decommissioned","value":true}]`.

@@ -140,68 +140,42 @@ async fn delete_twin(
 }
 
 /// Deletes a twin, safely against relationships to it being created on other shards
-/// meanwhile (they live on their source's shard):
-/// 1. mark the twin (its shard): from then on no relationship may start to target it;
-/// 2. ask every data shard's leader to confirm none of its relationships targets it
-///    (evaluated after every relationship the shard committed before);
-/// 3. delete it, or lift the mark if a shard found one or the delete was refused.
-///
-/// A deletion cut short between 1 and 3 leaves the mark (new relationships to the
-/// twin refused with `DigitalTwinBeingDeleted`) until the DELETE is repeated.
+/// meanwhile (they live on their source's shard; see [`super::deletion`]).
 async fn delete_twin_everywhere(
     st: &AppState,
     tenant: &str,
     id: &str,
     condition: Condition,
 ) -> Result<(), ApiError> {
-    use crate::routing::execute;
-    let (tenant, id) = (tenant.to_owned(), id.to_owned());
-    execute(
+    let (t, id) = (tenant.to_owned(), id.to_owned());
+    super::deletion::delete_across_shards(
         st,
         Command::BeginTwinDelete {
-            tenant: tenant.clone(),
+            tenant: t.clone(),
             twin_id: id.clone(),
             condition: condition.clone(),
         },
-    )
-    .await?;
-    let checks = (0..st.shard_count).map(|shard| {
-        execute(
-            st,
-            Command::CheckNoIncoming {
-                tenant: tenant.clone(),
-                twin_id: id.clone(),
-                shard,
-            },
-        )
-    });
-    let refused = futures_util::future::join_all(checks)
-        .await
-        .into_iter()
-        .find_map(Result::err);
-    let result = match refused {
-        Some(e) => Err(e),
-        None => st
-            .twins
-            .execute(Command::DeleteTwin {
-                tenant: tenant.clone(),
-                twin_id: id.clone(),
-                condition,
-            })
-            .await
-            .map(|_| ()),
-    };
-    if let Err(e) = result {
-        let abort = Command::AbortTwinDelete {
-            tenant: tenant.clone(),
+        |shard| Command::CheckNoIncoming {
+            tenant: t.clone(),
             twin_id: id.clone(),
-        };
-        if let Err(abort_error) = execute(st, abort).await {
-            tracing::warn!(%tenant, twin = %id, error = %abort_error, "could not lift the deletion mark of a twin that was not deleted; a repeated DELETE lifts it");
-        }
-        return Err(e.into());
-    }
-    Ok(())
+            shard,
+        },
+        async {
+            st.twins
+                .execute(Command::DeleteTwin {
+                    tenant: t.clone(),
+                    twin_id: id.clone(),
+                    condition,
+                })
+                .await
+                .map(|_| ())
+        },
+        Command::AbortTwinDelete {
+            tenant: t.clone(),
+            twin_id: id.clone(),
+        },
+    )
+    .await
 }
 
 /// ADT's `POST /digitaltwins/{id}/telemetry`, with the optional `Dt-Timestamp`
