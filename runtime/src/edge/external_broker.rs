@@ -134,7 +134,14 @@ pub fn attach(state: AppState, broker: ExternalBroker) -> Arc<ExternalStats> {
         client.clone(),
         broker.tenant.clone(),
     ));
-    let s = stats.clone();
+    let (messages, queued) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(serve_messages(
+        state,
+        broker.tenant.clone(),
+        stats.clone(),
+        client.clone(),
+        queued,
+    ));
     tokio::spawn(async move {
         let filters = [
             format!("$share/{}/devices/+/messages/events/#", broker.share_group),
@@ -151,10 +158,10 @@ pub fn attach(state: AppState, broker: ExternalBroker) -> Arc<ExternalStats> {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    handle(&state, &broker.tenant, &s, &p.topic, &p.payload).await;
-                    // Acknowledged only now: the change is durable (or was refused).
-                    if let Err(e) = client.ack(&p).await {
-                        tracing::warn!(error = %e, "cannot acknowledge to the broker");
+                    // The loop keeps polling (it carries the acks) while the messages
+                    // are made durable; the broker's in-flight window bounds the queue.
+                    if messages.send(p).is_err() {
+                        return;
                     }
                 }
                 Ok(_) => {}
@@ -168,27 +175,95 @@ pub fn attach(state: AppState, broker: ExternalBroker) -> Arc<ExternalStats> {
     stats
 }
 
-async fn handle(
-    state: &AppState,
-    tenant: &str,
-    stats: &ExternalStats,
-    topic: &str,
-    payload: &[u8],
+/// Most broker messages made durable together.
+const MAX_BATCH: usize = 256;
+
+/// Makes the broker's messages durable, then acknowledges them in the order they
+/// came. The messages waiting when a round starts go together: telemetry is queued
+/// on its shards in arrival order (one device's messages keep their order), anything
+/// else is applied one message at a time, in order.
+async fn serve_messages(
+    state: AppState,
+    tenant: String,
+    stats: Arc<ExternalStats>,
+    client: AsyncClient,
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
 ) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut run: Vec<(String, Command)> = Vec::new();
+        for p in &batch {
+            let Some(cmd) = command_of(&tenant, &stats, &p.topic, &p.payload) else {
+                continue;
+            };
+            if matches!(cmd, Command::RecordTelemetry { .. }) {
+                run.push((p.topic.clone(), cmd));
+                continue;
+            }
+            commit_telemetry(&state, &stats, std::mem::take(&mut run)).await;
+            commit(&state, &stats, &p.topic, cmd).await;
+        }
+        commit_telemetry(&state, &stats, run).await;
+        // Acknowledged only now: the changes are durable (or were refused).
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!(error = %e, "cannot acknowledge to the broker");
+            }
+        }
+    }
+}
+
+/// Commits a run of telemetry together; a message that failed for a passing reason
+/// is retried on its own.
+async fn commit_telemetry(state: &AppState, stats: &ExternalStats, run: Vec<(String, Command)>) {
+    if run.is_empty() {
+        return;
+    }
+    let cmds = run.iter().map(|(_, c)| c.clone()).collect();
+    let results = crate::routing::execute_telemetry(state, cmds).await;
+    for ((topic, cmd), r) in run.into_iter().zip(results) {
+        match r {
+            Ok(_) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if is_final(&e) => {
+                tracing::info!(topic, reason = %e, "device message rejected");
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => commit(state, stats, &topic, cmd).await,
+        }
+    }
+}
+
+/// A refusal that retrying cannot change (the message breaks the model, …).
+fn is_final(e: &crate::actors::ActorError) -> bool {
+    matches!(e, crate::actors::ActorError::Propose(doppel_cluster::ProposeError::Rejected(e))
+        if e.kind() != ErrorKind::Internal)
+}
+
+/// The command a broker message stands for; `None` (counted, logged) when it is on an
+/// unknown topic or not JSON.
+fn command_of(tenant: &str, stats: &ExternalStats, topic: &str, payload: &[u8]) -> Option<Command> {
     let Some(kind) = classify(topic) else {
         tracing::info!(topic, "message on an unknown topic dropped");
         stats.rejected.fetch_add(1, Ordering::Relaxed);
-        return;
+        return None;
     };
     let body: serde_json::Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(topic, error = %e, "message is not JSON; dropped");
             stats.rejected.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
     };
-    let cmd = match kind {
+    Some(match kind {
         Inbound::Telemetry(id) => Command::RecordTelemetry {
             tenant: tenant.to_owned(),
             twin_id: id.to_owned(),
@@ -200,18 +275,19 @@ async fn handle(
             twin_id: id.to_owned(),
             reported: body,
         },
-    };
-    // Transient failures (overload, storage) are retried before the ack: the broker
-    // would not redeliver an acknowledged message.
+    })
+}
+
+/// Applies one message's command. Transient failures (overload, storage) are retried
+/// before the ack: the broker would not redeliver an acknowledged message.
+async fn commit(state: &AppState, stats: &ExternalStats, topic: &str, cmd: Command) {
     for attempt in 0..5u32 {
         match crate::routing::execute(state, cmd.clone()).await {
             Ok(_) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Err(crate::actors::ActorError::Propose(doppel_cluster::ProposeError::Rejected(e)))
-                if e.kind() != ErrorKind::Internal =>
-            {
+            Err(e) if is_final(&e) => {
                 tracing::info!(topic, reason = %e, "device message rejected");
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
                 return;
