@@ -82,20 +82,52 @@ impl Drop for Mosquitto {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_state() {
-    let broker = Mosquitto::start();
+/// A node whose tenant `default` is attached to `broker` as `client_id`, and the
+/// temporary directory of its config.
+fn attached_node(broker: &Mosquitto, client_id: &str) -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("doppel.toml");
     std::fs::write(
         &config,
         format!(
-            "[[external_brokers]]\ntenant = \"default\"\naddress = \"127.0.0.1:{}\"\nclient_id = \"doppel-test\"\n",
+            "[[external_brokers]]\ntenant = \"default\"\naddress = \"127.0.0.1:{}\"\nclient_id = \"{client_id}\"\n",
             broker.port
         ),
     )
     .unwrap();
     let node = Node::start_with(&["--config", config.to_str().unwrap()]).expect("node");
+    (node, dir)
+}
+
+/// Publishes `payload` for pump-1 until its telemetry event comes through (doppel
+/// subscribes once connected), and returns that event.
+async fn first_through(
+    broker: &Mosquitto,
+    events: &mut EventStream,
+    payload: &str,
+) -> (String, Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no telemetry came through the broker"
+        );
+        broker.publish("devices/pump-1/messages/events/", payload);
+        let got = tokio::time::timeout(
+            Duration::from_millis(700),
+            events.next(Duration::from_secs(60)),
+        )
+        .await;
+        if let Ok(event) = got {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_state() {
+    let broker = Mosquitto::start();
+    let (node, _dir) = attached_node(&broker, "doppel-test");
     assert!(
         node.banner
             .iter()
@@ -121,22 +153,7 @@ async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_
     let mut events = EventStream::open(&node, "/digitaltwins/pump-1/events", &token).await;
 
     // doppel subscribes once connected; publish until the first message comes through.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let first = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no telemetry came through the broker"
-        );
-        broker.publish("devices/pump-1/messages/events/", "{\"temp\": 1.5}");
-        let got = tokio::time::timeout(
-            Duration::from_millis(700),
-            events.next(Duration::from_secs(1)),
-        )
-        .await;
-        if let Ok((kind, e)) = got {
-            break (kind, e);
-        }
-    };
+    let first = first_through(&broker, &mut events, "{\"temp\": 1.5}").await;
     assert_eq!(first.0, "Microsoft.DigitalTwins.Telemetry");
     assert_eq!(first.1["data"], json!({"temp": 1.5}));
     // A message that breaks the model is dropped; the next good one arrives (earlier
@@ -224,17 +241,7 @@ async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_
 async fn a_burst_through_the_broker_is_taken_whole_and_in_order() {
     // The broker queues everything for doppel (its default drops past 1,000 queued).
     let broker = Mosquitto::start_with("max_queued_messages 0\n");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("doppel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[external_brokers]]\ntenant = \"default\"\naddress = \"127.0.0.1:{}\"\nclient_id = \"doppel-burst\"\n",
-            broker.port
-        ),
-    )
-    .unwrap();
-    let node = Node::start_with(&["--config", config.to_str().unwrap()]).expect("node");
+    let (node, _dir) = attached_node(&broker, "doppel-burst");
     let api = node.api();
     api.upload_models(&json!([interface(
         PUMP,
@@ -247,23 +254,8 @@ async fn a_burst_through_the_broker_is_taken_whole_and_in_order() {
         .unwrap();
     let token = api.token.clone().unwrap();
     let mut events = EventStream::open(&node, "/digitaltwins/pump-1/events", &token).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no telemetry came through the broker"
-        );
-        broker.publish("devices/pump-1/messages/events/", "{\"temp\": -1}");
-        let got = tokio::time::timeout(
-            Duration::from_millis(500),
-            events.next(Duration::from_secs(60)),
-        )
-        .await;
-        if let Ok((_, e)) = got {
-            assert_eq!(e["data"]["temp"], -1, "{e}");
-            break;
-        }
-    }
+    let (_, e) = first_through(&broker, &mut events, "{\"temp\": -1}").await;
+    assert_eq!(e["data"]["temp"], -1, "{e}");
     // Drain what the probing sent meanwhile.
     while tokio::time::timeout(
         Duration::from_millis(500),
