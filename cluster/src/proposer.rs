@@ -362,6 +362,9 @@ impl Writer {
                     "DigitalTwinDeleteNotBegun",
                     Command::CheckNoIncoming {
                         tenant, twin_id, ..
+                    }
+                    | Command::CheckIncomingFit {
+                        tenant, twin_id, ..
                     },
                 ) => behind.push(doppel_twins::keys::shard_of(
                     tenant,

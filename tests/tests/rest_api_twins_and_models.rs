@@ -807,3 +807,57 @@ async fn dependencies_for_lists_a_model_with_what_it_extends_and_uses() {
         .unwrap()
         .assert_error(StatusCode::NOT_FOUND, "ModelNotFound");
 }
+
+/// Giving a twin a new model checks every relationship that targets it (they live on
+/// their sources' shards), and afterwards relationships may target it again, whether
+/// the new model was refused or taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_model_must_suit_the_relationships_targeting_the_twin() {
+    let node = Node::start().expect("node");
+    let api = plant(&node).await;
+    let twin = |model: &str| json!({"$metadata": {"$model": model}});
+    for (id, model) in [
+        ("room", ROOM),
+        ("room2", ROOM),
+        ("s1", SENSOR),
+        ("s2", SENSOR),
+    ] {
+        api.put_twin(id, &twin(model)).await.unwrap();
+    }
+    let rel = |target: &str, name: &str| json!({"$targetId": target, "$relationshipName": name});
+    api.put(
+        "/digitaltwins/room/relationships/c1",
+        &rel("s1", "contains"),
+    )
+    .await
+    .unwrap()
+    .expect(StatusCode::OK);
+    // `contains` must target a Sensor: s1 cannot become a Valve.
+    let r = api.put("/digitaltwins/s1", &twin(VALVE)).await.unwrap();
+    r.assert_error(StatusCode::BAD_REQUEST, "ValidationFailed");
+    assert!(r.text.contains("room/c1"), "{}", r.text);
+    assert_eq!(
+        api.get("/digitaltwins/s1").await.unwrap().body["$metadata"]["$model"],
+        SENSOR
+    );
+    // Refused, and relationships may target it again.
+    api.put(
+        "/digitaltwins/room2/relationships/c2",
+        &rel("s1", "contains"),
+    )
+    .await
+    .unwrap()
+    .expect(StatusCode::OK);
+    // s2 has no relationship to keep: it becomes a Valve, and can be targeted after.
+    api.put("/digitaltwins/s2", &twin(VALVE))
+        .await
+        .unwrap()
+        .expect(StatusCode::OK);
+    api.put(
+        "/digitaltwins/room/relationships/a1",
+        &rel("s2", "adjacentTo"),
+    )
+    .await
+    .unwrap()
+    .expect(StatusCode::OK);
+}

@@ -121,6 +121,21 @@ pub enum Command {
         twin_id: String,
         shard: u32,
     },
+    /// Step 1 of giving a twin a new model: mark it so that no relationship may start
+    /// to target it (the twin's shard); the `PutTwin` that changes the model lifts it.
+    BeginTwinRemodel {
+        tenant: String,
+        twin_id: String,
+    },
+    /// Step 2, once per data shard, evaluated by that shard's leader: every
+    /// relationship of the shard that targets the twin accepts a twin of `model`.
+    /// Writes nothing.
+    CheckIncomingFit {
+        tenant: String,
+        twin_id: String,
+        model: String,
+        shard: u32,
+    },
     /// Step 2 or 3 failed: lift the mark (the twin's shard). Idempotent.
     AbortTwinDelete {
         tenant: String,
@@ -195,6 +210,8 @@ impl Command {
             | Command::BeginTwinDelete { tenant, .. }
             | Command::CheckNoIncoming { tenant, .. }
             | Command::AbortTwinDelete { tenant, .. }
+            | Command::BeginTwinRemodel { tenant, .. }
+            | Command::CheckIncomingFit { tenant, .. }
             | Command::SetModelDecommissioned { tenant, .. }
             | Command::PutTwin { tenant, .. }
             | Command::PatchTwin { tenant, .. }
@@ -227,13 +244,14 @@ impl Command {
             | Command::DeleteDevice {
                 tenant, device_id, ..
             } => shard_of(tenant, device_id, shard_count),
-            Command::CheckModelUnused { shard, .. } | Command::CheckNoIncoming { shard, .. } => {
-                *shard
-            }
+            Command::CheckModelUnused { shard, .. }
+            | Command::CheckNoIncoming { shard, .. }
+            | Command::CheckIncomingFit { shard, .. } => *shard,
             Command::BeginTwinDelete {
                 tenant, twin_id, ..
             }
-            | Command::AbortTwinDelete { tenant, twin_id } => {
+            | Command::AbortTwinDelete { tenant, twin_id }
+            | Command::BeginTwinRemodel { tenant, twin_id } => {
                 shard_of(tenant, twin_id, shard_count)
             }
             _ => META_SHARD,

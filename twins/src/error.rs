@@ -54,9 +54,9 @@ pub enum TwinError {
     ModelBeingDeleted { model: String },
     #[error("the deletion of model {model} has not begun as far as this shard can see; retry the DELETE")]
     ModelDeleteNotBegun { model: String },
-    #[error("digital twin '{twin}' is being deleted; no relationship may target it (if the deletion was interrupted, DELETE the twin again)")]
+    #[error("digital twin '{twin}' is being deleted or given a new model; no relationship may start to target it meanwhile (if that was interrupted, repeat the DELETE or the PUT)")]
     TwinBeingDeleted { twin: String },
-    #[error("the deletion of digital twin '{twin}' has not begun as far as this shard can see; retry the DELETE")]
+    #[error("the deletion or new model of digital twin '{twin}' has not begun as far as this shard can see; retry")]
     TwinDeleteNotBegun { twin: String },
     #[error("model {model} is referenced by model {by}; delete {by} first")]
     ModelReferenced { model: String, by: String },

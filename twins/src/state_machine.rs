@@ -123,6 +123,48 @@ impl StateMachine {
                 );
                 Ok(Outcome::Done)
             }
+            Command::BeginTwinRemodel { tenant, twin_id } => {
+                let (shard, _) = self.existing_twin(out, tenant, twin_id, &Condition::Always)?;
+                out.put(
+                    Family::Meta,
+                    keys::twin_deleting(shard, tenant, twin_id),
+                    Vec::new(),
+                );
+                Ok(Outcome::Done)
+            }
+            Command::CheckIncomingFit {
+                tenant,
+                twin_id,
+                model,
+                shard,
+            } => {
+                self.check_mark_visible(out, tenant, twin_id, *shard)?;
+                let (resolved, _) = self.models.get(out, tenant, model)?.ok_or_else(|| {
+                    TwinError::TwinModelUnknown {
+                        model: model.clone(),
+                    }
+                })?;
+                let prefix = keys::rel_in_prefix(*shard, tenant, twin_id);
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let page = out.scan(Family::RelIn, &prefix, after.as_deref(), 256)?;
+                    let done = page.len() < 256;
+                    after = page.last().map(|(k, _)| k.clone());
+                    for (k, _) in page {
+                        let Some((source, rel_id)) = keys::split_rel_in_tail(&k[prefix.len()..])
+                        else {
+                            continue;
+                        };
+                        self.check_incoming_fits(
+                            out, tenant, twin_id, &resolved, &source, &rel_id,
+                        )?;
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                Ok(Outcome::Done)
+            }
             Command::AbortTwinDelete { tenant, twin_id } => {
                 check_id("twin id", twin_id, ids::check_twin_id)?;
                 let shard = shard_of(tenant, twin_id, self.shard_count);
@@ -137,22 +179,7 @@ impl StateMachine {
                 twin_id,
                 shard,
             } => {
-                check_id("twin id", twin_id, ids::check_twin_id)?;
-                if *shard >= self.shard_count {
-                    return Err(TwinError::InvalidArgument(format!(
-                        "shard {shard} does not exist (there are {})",
-                        self.shard_count
-                    )));
-                }
-                let own = shard_of(tenant, twin_id, self.shard_count);
-                if out
-                    .get(Family::Meta, &keys::twin_deleting(own, tenant, twin_id))?
-                    .is_none()
-                {
-                    return Err(TwinError::TwinDeleteNotBegun {
-                        twin: twin_id.clone(),
-                    });
-                }
+                self.check_mark_visible(out, tenant, twin_id, *shard)?;
                 let prefix = keys::rel_in_prefix(*shard, tenant, twin_id);
                 if let Some((k, _)) = out.scan(Family::RelIn, &prefix, None, 1)?.pop() {
                     let example = keys::split_rel_in_tail(&k[prefix.len()..])
@@ -618,6 +645,11 @@ impl StateMachine {
                     Family::Meta,
                     keys::model_use(shard, tenant, &old.model, twin_id),
                 );
+                // A new model ends the mark its change began (`BeginTwinRemodel`).
+                let mark = keys::twin_deleting(shard, tenant, twin_id);
+                if out.get(Family::Meta, &mark)?.is_some() {
+                    out.delete(Family::Meta, mark);
+                }
             }
         }
         out.put(
@@ -839,26 +871,45 @@ impl StateMachine {
             let Some((source, rel_id)) = keys::split_rel_in_tail(&tail) else {
                 continue;
             };
-            let Some(rel) = load_relationship(out, n, tenant, &source, &rel_id)? else {
-                continue;
-            };
-            let Some(src) = load_twin(out, shard_of(tenant, &source, n), tenant, &source)? else {
-                continue;
-            };
-            let sm = self.model_of(out, tenant, &src)?;
-            if let Some(required) = sm
-                .relationships
-                .get(&rel.name)
-                .and_then(|d| d.target.clone())
-            {
-                if !model.is_or_extends(&required) {
-                    return Err(broken(
-                        format!("/incomingrelationships/{source}/{rel_id}"),
-                        format!(
-                            "incoming relationship '{rel_id}' of '{source}' (it must target a {required})"
-                        ),
-                    ));
-                }
+            self.check_incoming_fits(out, tenant, twin_id, model, &source, &rel_id)?;
+        }
+        Ok(())
+    }
+
+    /// Relationship `rel_id` of `source`, which targets `twin_id`, accepts a target of
+    /// `model`.
+    fn check_incoming_fits(
+        &mut self,
+        out: &Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        model: &InterfaceModel,
+        source: &str,
+        rel_id: &str,
+    ) -> Result<(), TwinError> {
+        let n = self.shard_count;
+        let Some(rel) = load_relationship(out, n, tenant, source, rel_id)? else {
+            return Ok(());
+        };
+        let Some(src) = load_twin(out, shard_of(tenant, source, n), tenant, source)? else {
+            return Ok(());
+        };
+        let sm = self.model_of(out, tenant, &src)?;
+        if let Some(required) = sm
+            .relationships
+            .get(&rel.name)
+            .and_then(|d| d.target.clone())
+        {
+            if !model.is_or_extends(&required) {
+                return Err(TwinError::validation(
+                    twin_id,
+                    &model.id,
+                    format!("/incomingrelationships/{source}/{rel_id}"),
+                    format!(
+                        "changing the model to {} would break incoming relationship '{rel_id}' of '{source}' (it must target a {required}); delete it first",
+                        model.id
+                    ),
+                ));
             }
         }
         Ok(())
@@ -899,6 +950,34 @@ impl StateMachine {
             keys::telemetry_prefix(shard, tenant, twin_id),
         );
         Ok(Outcome::Done)
+    }
+
+    /// A shard's check of a marked twin: the shard exists and the twin's mark is
+    /// visible to this evaluation (its group's replica here may trail).
+    fn check_mark_visible(
+        &self,
+        out: &Overlay<'_>,
+        tenant: &str,
+        twin_id: &str,
+        shard: u32,
+    ) -> Result<(), TwinError> {
+        check_id("twin id", twin_id, ids::check_twin_id)?;
+        if shard >= self.shard_count {
+            return Err(TwinError::InvalidArgument(format!(
+                "shard {shard} does not exist (there are {})",
+                self.shard_count
+            )));
+        }
+        let own = shard_of(tenant, twin_id, self.shard_count);
+        if out
+            .get(Family::Meta, &keys::twin_deleting(own, tenant, twin_id))?
+            .is_none()
+        {
+            return Err(TwinError::TwinDeleteNotBegun {
+                twin: twin_id.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// What the twin's own shard says against deleting it: a bound device or an

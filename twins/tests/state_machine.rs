@@ -2736,3 +2736,51 @@ fn a_twin_being_deleted_takes_no_new_relationships_and_each_shard_reports_its_ow
     w.relate("d2", "r3", rel_body("x", "near", json!({})))
         .unwrap();
 }
+
+#[test]
+fn a_twin_given_a_new_model_takes_no_new_relationships_meanwhile_and_each_shard_checks_its_own() {
+    let mut w = plant();
+    w.relate("d1", "r1", rel_body("l1", "feeds", json!({})))
+        .unwrap();
+    let from = keys::shard_of(TENANT, "d1", SHARDS);
+    let fit = |model: &str, shard| Command::CheckIncomingFit {
+        tenant: TENANT.into(),
+        twin_id: "l1".into(),
+        model: model.into(),
+        shard,
+    };
+    w.err_no_writes(fit(ASSEMBLY_LINE, from), "DigitalTwinDeleteNotBegun");
+    w.ok(Command::BeginTwinRemodel {
+        tenant: TENANT.into(),
+        twin_id: "l1".into(),
+    });
+    // No relationship may start to target it meanwhile.
+    w.create("d2", DEVICE, json!({}));
+    assert_eq!(
+        code(w.relate("d2", "r2", rel_body("l1", "near", json!({})))),
+        "DigitalTwinBeingDeleted"
+    );
+    // d1's shard holds a `feeds`, which must target a Line: a Sensor does not fit,
+    // an AssemblyLine (extends Line) does; other shards hold nothing.
+    for shard in 0..SHARDS {
+        if shard == from {
+            let e = w.err_no_writes(fit(SENSOR, shard), "ValidationFailed");
+            assert!(e.to_string().contains("d1/r1"), "{e}");
+        } else {
+            w.ok(fit(SENSOR, shard));
+        }
+        w.ok(fit(ASSEMBLY_LINE, shard));
+    }
+    w.err_no_writes(fit("dtmi:test:Nope;1", 0), "ModelNotFound");
+    // The PUT that changes the model lifts the mark with it.
+    w.ok(put_twin(
+        TENANT,
+        "l1",
+        twin_body("l1", ASSEMBLY_LINE, json!({"title": "Line 1"})),
+        Condition::Always,
+    ));
+    let shard = keys::shard_of(TENANT, "l1", SHARDS);
+    assert!(!w.exists(Family::Meta, &keys::twin_deleting(shard, TENANT, "l1")));
+    w.relate("d2", "r2", rel_body("l1", "near", json!({})))
+        .unwrap();
+}

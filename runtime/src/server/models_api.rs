@@ -191,7 +191,7 @@ async fn delete(
 /// references it.
 pub(crate) async fn delete_model(st: &AppState, tenant: &str, model: &str) -> Result<(), ApiError> {
     let (t, m) = (tenant.to_owned(), model.to_owned());
-    super::deletion::delete_across_shards(
+    super::deletion::change_across_shards(
         st,
         Command::BeginModelDelete {
             tenant: t.clone(),

@@ -91,13 +91,62 @@ async fn put_twin(
 ) -> ApiResult<Response> {
     caller.require(Role::Writer)?;
     let condition = condition(&headers)?;
+    let tenant = caller.tenant().to_owned();
+    // This node leads the twin's shard (routing), so its record here is current.
+    let new_model = body
+        .get("$metadata")
+        .and_then(|m| m.get("$model"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let current = load_twin(
+        &st.storage,
+        shard_of(&tenant, &id, st.shard_count),
+        &tenant,
+        &id,
+    )?;
     let cmd = Command::PutTwin {
-        tenant: caller.tenant().to_owned(),
-        twin_id: id,
+        tenant: tenant.clone(),
+        twin_id: id.clone(),
         body,
         condition,
     };
-    match st.twins.execute(cmd).await? {
+    let outcome = match (current, new_model) {
+        // A new model must suit every relationship targeting the twin, which live on
+        // their sources' shards (see `super::deletion`).
+        (Some(twin), Some(model)) if twin.model != model => {
+            let done = super::deletion::change_across_shards(
+                &st,
+                Command::BeginTwinRemodel {
+                    tenant: tenant.clone(),
+                    twin_id: id.clone(),
+                },
+                |shard| Command::CheckIncomingFit {
+                    tenant: tenant.clone(),
+                    twin_id: id.clone(),
+                    model: model.clone(),
+                    shard,
+                },
+                st.twins.execute(cmd),
+                Command::AbortTwinDelete {
+                    tenant: tenant.clone(),
+                    twin_id: id.clone(),
+                },
+            )
+            .await?;
+            // The PUT lifted the mark if it changed the model; if another PUT changed
+            // it first, lift it here.
+            let lift = Command::AbortTwinDelete {
+                tenant: tenant.clone(),
+                twin_id: id.clone(),
+            };
+            if let Err(e) = crate::routing::execute(&st, lift).await {
+                tracing::warn!(twin = %id, error = %e, "could not lift a twin's mark after its new model");
+            }
+            done
+        }
+        _ => st.twins.execute(cmd).await?,
+    };
+    match outcome {
         Outcome::Twin { twin, .. } => Ok(twin_response(&twin)),
         _ => Err(ApiError::internal("unexpected outcome of a twin PUT")),
     }
@@ -148,7 +197,7 @@ async fn delete_twin_everywhere(
     condition: Condition,
 ) -> Result<(), ApiError> {
     let (t, id) = (tenant.to_owned(), id.to_owned());
-    super::deletion::delete_across_shards(
+    super::deletion::change_across_shards(
         st,
         Command::BeginTwinDelete {
             tenant: t.clone(),
