@@ -404,10 +404,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
         if batch.is_empty() {
             return Ok(());
         }
-        let heads: Vec<(u16, String, Qos)> = batch
-            .iter()
-            .map(|(pkid, m)| (*pkid, m.topic.clone(), m.qos))
-            .collect();
+        // The handler logs each refusal with its topic; here the packet id suffices.
+        let heads: Vec<(u16, Qos)> = batch.iter().map(|(pkid, m)| (*pkid, m.qos)).collect();
         let messages = batch.into_iter().map(|(_, m)| m).collect();
         // Wait for the handler, but not past a kill: a disabled device's
         // pending publishes are abandoned, unacknowledged.
@@ -424,10 +422,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
         };
         let mut acks = BytesMut::new();
         let mut end = None;
-        for (i, (pkid, topic, qos)) in heads.iter().enumerate() {
+        for (i, (pkid, qos)) in heads.iter().enumerate() {
             let Some(result) = results.get(i) else {
                 // Unprocessed: the device sends it again after reconnecting.
-                tracing::error!(device = %self.session.key, topic = %topic, "the handler answered only part of a batch without ending the connection");
+                tracing::error!(device = %self.session.key, pkid, "the handler answered only part of a batch without ending the connection");
                 end = Some(DisconnectReason::PublishRefused);
                 break;
             };
@@ -435,11 +433,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connected<S> {
                 (Ok(()), Qos::AtMostOnce) => None,
                 (Ok(()), Qos::AtLeastOnce) => Some(None),
                 (Err(refusal), Qos::AtMostOnce) => {
-                    tracing::warn!(device = %self.session.key, topic = %topic, %refusal, "QoS 0 publish refused, dropped");
+                    tracing::warn!(device = %self.session.key, %refusal, "QoS 0 publish refused, dropped");
                     None
                 }
                 (Err(refusal), Qos::AtLeastOnce) => {
-                    tracing::warn!(device = %self.session.key, topic = %topic, %refusal, "publish refused");
+                    tracing::warn!(device = %self.session.key, pkid, %refusal, "publish refused");
                     match self.protocol {
                         ProtocolVersion::V5 => {
                             Some(Some((refusal.reason_code, refusal.message.as_str())))

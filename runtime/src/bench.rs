@@ -142,17 +142,22 @@ fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
     }
 }
 
+/// A fresh temporary directory for one benchmark's data, under `dir` if given (else
+/// the system temp dir); removed when dropped.
+fn scratch_dir(dir: Option<&std::path::Path>) -> std::io::Result<tempfile::TempDir> {
+    let builder = tempfile::Builder::new().prefix("doppel-bench-").clone();
+    match dir {
+        Some(d) => builder.tempdir_in(d),
+        None => builder.tempdir(),
+    }
+}
+
 async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.twins > 0 && a.concurrency > 0 && a.ops > 0,
         "--twins, --concurrency and --ops must be positive"
     );
-    let base = match &a.dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("doppel-bench-")
-            .tempdir_in(d)?,
-        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
-    };
+    let base = scratch_dir(a.dir.as_deref())?;
     eprintln!(
         "bench patch: {} twins, {} clients, {} ops, data in {}",
         a.twins,
@@ -327,12 +332,7 @@ fn rss_kib() -> anyhow::Result<u64> {
 async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
     use doppel_twins::{Command, Condition, Outcome, TwinRecord};
     anyhow::ensure!(a.twins > 1, "--twins must be at least 2");
-    let base = match &a.dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("doppel-bench-")
-            .tempdir_in(d)?,
-        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
-    };
+    let base = scratch_dir(a.dir.as_deref())?;
     let config = NodeConfig {
         data_dir: base.path().join("node"),
         // Nothing may passivate while we count.
@@ -409,14 +409,18 @@ async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let before = rss_kib()?;
-    let started = Instant::now();
-    for i in 1..a.twins {
-        st.twins
-            .execute(noop(i))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let took = started.elapsed();
+    // One no-op request to each twin but the first, timed.
+    let touch_all = || async {
+        let started = Instant::now();
+        for i in 1..a.twins {
+            st.twins
+                .execute(noop(i))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        anyhow::Ok(started.elapsed())
+    };
+    let took = touch_all().await?;
     let after = rss_kib()?;
     let actors_kib = after.saturating_sub(before);
     eprintln!(
@@ -432,14 +436,7 @@ async fn bench_density(a: DensityArgs) -> anyhow::Result<()> {
     );
     // The same request on the now active twins: what the first use costs beyond it is
     // the activation itself.
-    let started = Instant::now();
-    for i in 1..a.twins {
-        st.twins
-            .execute(noop(i))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let warm = started.elapsed();
+    let warm = touch_all().await?;
     let n = (a.twins - 1) as f64;
     let us = |d: Duration| d.as_micros() as f64 / n;
     let per = |kib: u64| kib as f64 * 1024.0 / n;

@@ -146,16 +146,7 @@ impl Node {
             .prefix("doppel-member-")
             .tempdir()?;
         let data_dir = root.path().join("data");
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--http".into(),
-            "127.0.0.1:0".into(),
-            "--mqtt".into(),
-            "127.0.0.1:0".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = loopback_args("serve", &data_dir, extra);
         Self::launch_with_token(root, data_dir, args, token)
     }
 
@@ -171,16 +162,7 @@ impl Node {
     pub fn start_demo(extra: &[&str]) -> Result<Node> {
         let root = tempfile::Builder::new().prefix("doppel-demo-").tempdir()?;
         let data_dir = root.path().join("data");
-        let mut args: Vec<String> = vec![
-            "demo".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--http".into(),
-            "127.0.0.1:0".into(),
-            "--mqtt".into(),
-            "127.0.0.1:0".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = loopback_args("demo", &data_dir, extra);
         Self::launch(root, data_dir, args)
     }
 
@@ -752,6 +734,22 @@ impl EventStream {
             }
         }
     }
+}
+
+/// `doppel <command> --data-dir <data_dir>` with both listeners on loopback port 0,
+/// then `extra`.
+fn loopback_args(command: &str, data_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        command.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--http".into(),
+        "127.0.0.1:0".into(),
+        "--mqtt".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files in

@@ -95,12 +95,7 @@ pub async fn bench_cluster(a: ClusterBenchArgs) -> Result<()> {
         a.twins > 0 && a.concurrency > 0 && a.ops > 0,
         "--twins, --concurrency and --ops must be positive"
     );
-    let base = match &a.dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("doppel-bench-")
-            .tempdir_in(d)?,
-        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
-    };
+    let base = super::scratch_dir(a.dir.as_deref())?;
     let root = base.path();
     eprintln!(
         "bench cluster: {} twins, {} clients, {} PATCHes per configuration, {} shards, data in {}",

@@ -118,12 +118,7 @@ pub async fn bench_ingest(a: IngestArgs) -> anyhow::Result<()> {
             "the baseline needs Debian's `mosquitto` broker, which is not installed: run deploy/setup.sh (it installs it)"
         )
     })?;
-    let base = match &a.dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("doppel-bench-")
-            .tempdir_in(d)?,
-        None => tempfile::Builder::new().prefix("doppel-bench-").tempdir()?,
-    };
+    let base = super::scratch_dir(a.dir.as_deref())?;
     let qos = if a.qos == 0 {
         QoS::AtMostOnce
     } else {

@@ -64,6 +64,25 @@ pub fn tenant_of_hub(hub: &str) -> &str {
     hub.split('.').next().unwrap_or(hub)
 }
 
+/// The device's telemetry message as a command; its source time is IoT Hub's
+/// `iothub-creation-time-utc` topic property, when given.
+fn record_telemetry(
+    session: &DeviceSession,
+    properties: Vec<(String, String)>,
+    body: serde_json::Value,
+) -> Command {
+    let source_time = properties
+        .into_iter()
+        .find(|(k, _)| k == "iothub-creation-time-utc")
+        .map(|(_, v)| v);
+    Command::RecordTelemetry {
+        tenant: session.key.tenant.clone(),
+        twin_id: session.twin_id.clone(),
+        body,
+        source_time,
+    }
+}
+
 fn actor_refusal(e: ActorError) -> PublishRefusal {
     match e {
         ActorError::Propose(e) => refusal(e),
@@ -213,17 +232,7 @@ impl DeviceEdge {
         };
         match parsed {
             DeviceTopic::Telemetry { properties } => {
-                let body = json(&payload)?;
-                let source_time = properties
-                    .iter()
-                    .find(|(k, _)| k == "iothub-creation-time-utc")
-                    .map(|(_, v)| v.clone());
-                let cmd = Command::RecordTelemetry {
-                    tenant,
-                    twin_id,
-                    body,
-                    source_time,
-                };
+                let cmd = record_telemetry(session, properties, json(&payload)?);
                 // Telemetry goes straight to the commit path of its shard's leader
                 // (see `routing::execute`).
                 crate::routing::execute(&self.state, cmd)
@@ -320,16 +329,7 @@ impl DeviceEdge {
             return None;
         };
         let body = serde_json::from_slice(payload).ok()?;
-        let source_time = properties
-            .into_iter()
-            .find(|(k, _)| k == "iothub-creation-time-utc")
-            .map(|(_, v)| v);
-        Some(Command::RecordTelemetry {
-            tenant: session.key.tenant.clone(),
-            twin_id: session.twin_id.clone(),
-            body,
-            source_time,
-        })
+        Some(record_telemetry(session, properties, body))
     }
 
     /// Commits a run of telemetry together and answers each message; `true` when a

@@ -197,19 +197,20 @@ async fn serve_messages(
                 Err(_) => break,
             }
         }
-        let mut run: Vec<(String, Command)> = Vec::new();
-        for p in &batch {
+        // Telemetry of consecutive messages, by their place in the batch.
+        let mut run: Vec<(usize, Command)> = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
             let Some(cmd) = command_of(&tenant, &stats, &p.topic, &p.payload) else {
                 continue;
             };
             if matches!(cmd, Command::RecordTelemetry { .. }) {
-                run.push((p.topic.clone(), cmd));
+                run.push((i, cmd));
                 continue;
             }
-            commit_telemetry(&state, &stats, std::mem::take(&mut run)).await;
+            commit_telemetry(&state, &tenant, &stats, &batch, std::mem::take(&mut run)).await;
             commit(&state, &stats, &p.topic, cmd).await;
         }
-        commit_telemetry(&state, &stats, run).await;
+        commit_telemetry(&state, &tenant, &stats, &batch, run).await;
         // Acknowledged only now: the changes are durable (or were refused).
         for p in &batch {
             if let Err(e) = client.ack(p).await {
@@ -220,23 +221,34 @@ async fn serve_messages(
 }
 
 /// Commits a run of telemetry together; a message that failed for a passing reason
-/// is retried on its own.
-async fn commit_telemetry(state: &AppState, stats: &ExternalStats, run: Vec<(String, Command)>) {
+/// is retried on its own (its command made again from the message in `batch`).
+async fn commit_telemetry(
+    state: &AppState,
+    tenant: &str,
+    stats: &ExternalStats,
+    batch: &[rumqttc::Publish],
+    run: Vec<(usize, Command)>,
+) {
     if run.is_empty() {
         return;
     }
-    let cmds = run.iter().map(|(_, c)| c.clone()).collect();
+    let (places, cmds): (Vec<usize>, Vec<Command>) = run.into_iter().unzip();
     let results = crate::routing::execute_telemetry(state, cmds).await;
-    for ((topic, cmd), r) in run.into_iter().zip(results) {
+    for (i, r) in places.into_iter().zip(results) {
+        let p = &batch[i];
         match r {
             Ok(_) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) if is_final(&e) => {
-                tracing::info!(topic, reason = %e, "device message rejected");
+                tracing::info!(topic = %p.topic, reason = %e, "device message rejected");
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => commit(state, stats, &topic, cmd).await,
+            Err(_) => {
+                if let Some(cmd) = command_of(tenant, stats, &p.topic, &p.payload) {
+                    commit(state, stats, &p.topic, cmd).await;
+                }
+            }
         }
     }
 }
