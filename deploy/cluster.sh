@@ -39,7 +39,7 @@ esac
 
 if [[ -z ${DOPPEL_BIN:-} ]]; then
   deploy/setup.sh
-  cargo build --release -p doppel-runtime
+  cargo build --release -p doppel-cli
 fi
 mkdir -p "$DIR"
 if [[ ! -f "$DIR/certs/ca.pem" ]]; then

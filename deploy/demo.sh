@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh
-cargo build --release -p doppel-runtime
+cargo build --release -p doppel-cli
 exec target/release/doppel demo "$@"

@@ -26,7 +26,8 @@ use crate::raft::store::ApplyHook;
 use crate::raft::{GroupId, NodeId, ShardRequest, META_GROUP};
 use crate::storage::Storage;
 use doppel_twins::{
-    change_event, ChangeEvent, Command, Outcome, Overlay, Stamp, StateMachine, TwinError, WireEvent,
+    change_event, ChangeEvent, Command, ErrorCode, Outcome, Overlay, Stamp, StateMachine,
+    TwinError, WireEvent,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -357,9 +358,11 @@ impl Writer {
                 continue;
             };
             match (e.code(), &p.cmd) {
-                ("ModelNotFound" | "ModelDeleteNotBegun", _) => behind.push(META_GROUP),
+                (ErrorCode::ModelNotFound | ErrorCode::ModelDeleteNotBegun, _) => {
+                    behind.push(META_GROUP)
+                }
                 (
-                    "DigitalTwinDeleteNotBegun",
+                    ErrorCode::DigitalTwinDeleteNotBegun,
                     Command::CheckNoIncoming {
                         tenant, twin_id, ..
                     }

@@ -77,7 +77,7 @@ async fn commands_of_a_group_are_evaluated_in_the_order_given() {
             Ok(Outcome::Done) => "done".to_owned(),
             Ok(Outcome::Twin { created, .. }) => format!("twin created={created}"),
             Ok(other) => format!("{other:?}"),
-            Err(ProposeError::Rejected(e)) => e.code().to_owned(),
+            Err(ProposeError::Rejected(e)) => e.code().to_string(),
             Err(e) => e.to_string(),
         })
         .collect();

@@ -47,7 +47,7 @@ pub fn doppel_bin() -> PathBuf {
     let bin = profile_dir.join("doppel");
     assert!(
         bin.is_file(),
-        "{} is missing: run `cargo build -p doppel-runtime` first (`cargo test --workspace` builds it)",
+        "{} is missing: run `cargo build -p doppel-cli` first (`cargo test --workspace` builds it)",
         bin.display()
     );
     bin

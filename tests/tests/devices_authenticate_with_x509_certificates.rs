@@ -5,7 +5,6 @@
 use doppel_tests::{https_client, interface, self_signed, Api, EventStream, Node};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha2::Digest;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -19,7 +18,8 @@ fn device_cert(dir: &Path, name: &str) -> (String, String, String) {
     let key = dir.join(format!("{name}.key"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    let thumb: String = sha2::Sha256::digest(ck.cert.der())
+    let thumb: String = ring::digest::digest(&ring::digest::SHA256, ck.cert.der())
+        .as_ref()
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect();

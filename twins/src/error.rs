@@ -1,8 +1,10 @@
 //! Errors of twin, relationship, model and token operations.
 //!
 //! Each variant carries the ids a caller needs to act on it, and maps to a stable,
-//! Azure-Digital-Twins-style error code ([`TwinError::code`]) and an [`ErrorKind`].
-//! The one mapping from kind to HTTP status (or MQTT reason code) lives in the runtime.
+//! Azure-Digital-Twins-style [`ErrorCode`] ([`TwinError::code`]) and an [`ErrorKind`].
+//! [`ErrorCode`] is the one list of codes doppel answers with, on every edge (the
+//! node's own codes — overload, leadership, auth — are in it too); the one mapping
+//! from a code to an HTTP status or an MQTT reason lives in the node's edges.
 
 use crate::codec::CorruptRecord;
 use crate::store::StoreError;
@@ -21,6 +23,160 @@ pub enum ErrorKind {
     PreconditionFailed,
     /// The server failed (500).
     Internal,
+}
+
+/// Every error code doppel answers with (`{"error":{"code": …}}` over HTTP, the
+/// `code` of an IoT Hub twin response, the code a forwarded command's rejection
+/// travels with). Serialized as its name, which is the code clients see; a code this
+/// build does not know (from a newer node) reads as `InternalServerError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ErrorCode {
+    // Decided by the state machine (Azure Digital Twins' codes where it has one).
+    InvalidArgument,
+    ValidationFailed,
+    ModelNotFound,
+    ModelDecommissioned,
+    ModelIdAlreadyExists,
+    ModelInUse,
+    ModelReferencesNotDeleted,
+    ModelBeingDeleted,
+    ModelDeleteNotBegun,
+    DigitalTwinBeingDeleted,
+    DigitalTwinDeleteNotBegun,
+    #[allow(clippy::upper_case_acronyms)]
+    DTDLParserError,
+    DigitalTwinNotFound,
+    DigitalTwinHasRelationships,
+    RelationshipNotFound,
+    PreconditionFailed,
+    TokenNotFound,
+    DeviceNotFound,
+    DigitalTwinHasDevice,
+    // Decided by the node and its edges.
+    NotFound,
+    Unauthorized,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyRequests,
+    TenantSuspended,
+    NotLeader,
+    ServiceUnavailable,
+    TwinActorFailed,
+    DeviceNotOnline,
+    GatewayTimeout,
+    BadGateway,
+    #[serde(other)]
+    InternalServerError,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 32] = {
+        use ErrorCode::*;
+        [
+            InvalidArgument,
+            ValidationFailed,
+            ModelNotFound,
+            ModelDecommissioned,
+            ModelIdAlreadyExists,
+            ModelInUse,
+            ModelReferencesNotDeleted,
+            ModelBeingDeleted,
+            ModelDeleteNotBegun,
+            DigitalTwinBeingDeleted,
+            DigitalTwinDeleteNotBegun,
+            DTDLParserError,
+            DigitalTwinNotFound,
+            DigitalTwinHasRelationships,
+            RelationshipNotFound,
+            PreconditionFailed,
+            TokenNotFound,
+            DeviceNotFound,
+            DigitalTwinHasDevice,
+            NotFound,
+            Unauthorized,
+            Forbidden,
+            PayloadTooLarge,
+            TooManyRequests,
+            TenantSuspended,
+            NotLeader,
+            ServiceUnavailable,
+            TwinActorFailed,
+            DeviceNotOnline,
+            GatewayTimeout,
+            BadGateway,
+            InternalServerError,
+        ]
+    };
+
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidArgument => "InvalidArgument",
+            ValidationFailed => "ValidationFailed",
+            ModelNotFound => "ModelNotFound",
+            ModelDecommissioned => "ModelDecommissioned",
+            ModelIdAlreadyExists => "ModelIdAlreadyExists",
+            ModelInUse => "ModelInUse",
+            ModelReferencesNotDeleted => "ModelReferencesNotDeleted",
+            ModelBeingDeleted => "ModelBeingDeleted",
+            ModelDeleteNotBegun => "ModelDeleteNotBegun",
+            DigitalTwinBeingDeleted => "DigitalTwinBeingDeleted",
+            DigitalTwinDeleteNotBegun => "DigitalTwinDeleteNotBegun",
+            DTDLParserError => "DTDLParserError",
+            DigitalTwinNotFound => "DigitalTwinNotFound",
+            DigitalTwinHasRelationships => "DigitalTwinHasRelationships",
+            RelationshipNotFound => "RelationshipNotFound",
+            PreconditionFailed => "PreconditionFailed",
+            TokenNotFound => "TokenNotFound",
+            DeviceNotFound => "DeviceNotFound",
+            DigitalTwinHasDevice => "DigitalTwinHasDevice",
+            NotFound => "NotFound",
+            Unauthorized => "Unauthorized",
+            Forbidden => "Forbidden",
+            PayloadTooLarge => "PayloadTooLarge",
+            TooManyRequests => "TooManyRequests",
+            TenantSuspended => "TenantSuspended",
+            NotLeader => "NotLeader",
+            ServiceUnavailable => "ServiceUnavailable",
+            TwinActorFailed => "TwinActorFailed",
+            DeviceNotOnline => "DeviceNotOnline",
+            GatewayTimeout => "GatewayTimeout",
+            BadGateway => "BadGateway",
+            InternalServerError => "InternalServerError",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a caller may do after a failed request, whatever the protocol it came by.
+/// HTTP, MQTT, the external broker and forwarding between nodes all map from this
+/// (with the [`ErrorKind`] of a rejection), so they agree on what may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Disposition {
+    /// The request itself is wrong or conflicts with state: sent again, it fails again.
+    Rejected,
+    /// Nothing was applied and the same request may succeed later (overload, no
+    /// leader yet, a suspended tenant).
+    Retry,
+    /// It may or may not have been applied (a leader lost while it was in flight, a
+    /// twin actor that failed while running it); a retry should be conditional.
+    Unknown,
+    /// The server failed.
+    Internal,
+}
+
+/// Lets tests and logs compare a code with the text clients see.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +247,7 @@ pub enum TwinError {
     #[error("{message}")]
     Remote {
         kind: ErrorKind,
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
 }
@@ -127,65 +283,39 @@ impl TwinError {
     }
 
     /// The stable error code, as in Azure Digital Twins where it has one.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         use TwinError::*;
         match self {
-            Remote { code, .. } => code,
-            InvalidId { .. } | InvalidArgument(_) => "InvalidArgument",
-            Validation { .. } => "ValidationFailed",
-            ModelNotFound { .. } | TwinModelUnknown { .. } => "ModelNotFound",
-            ModelDecommissioned { .. } => "ModelDecommissioned",
-            ModelExists { .. } => "ModelIdAlreadyExists",
-            ModelInUse { .. } => "ModelInUse",
-            ModelReferenced { .. } => "ModelReferencesNotDeleted",
-            ModelBeingDeleted { .. } => "ModelBeingDeleted",
-            ModelDeleteNotBegun { .. } => "ModelDeleteNotBegun",
-            TwinBeingDeleted { .. } => "DigitalTwinBeingDeleted",
-            TwinDeleteNotBegun { .. } => "DigitalTwinDeleteNotBegun",
-            ModelInvalid(_) => "DTDLParserError",
-            TwinNotFound { .. } => "DigitalTwinNotFound",
-            TwinHasRelationships { .. } => "DigitalTwinHasRelationships",
-            RelationshipNotFound { .. } => "RelationshipNotFound",
-            PreconditionFailed(_) => "PreconditionFailed",
-            TokenNotFound { .. } => "TokenNotFound",
-            DeviceNotFound { .. } => "DeviceNotFound",
-            TwinHasDevice { .. } => "DigitalTwinHasDevice",
-            Store(_) | Corrupt(_) => "InternalServerError",
+            Remote { code, .. } => *code,
+            InvalidId { .. } | InvalidArgument(_) => C::InvalidArgument,
+            Validation { .. } => C::ValidationFailed,
+            ModelNotFound { .. } | TwinModelUnknown { .. } => C::ModelNotFound,
+            ModelDecommissioned { .. } => C::ModelDecommissioned,
+            ModelExists { .. } => C::ModelIdAlreadyExists,
+            ModelInUse { .. } => C::ModelInUse,
+            ModelReferenced { .. } => C::ModelReferencesNotDeleted,
+            ModelBeingDeleted { .. } => C::ModelBeingDeleted,
+            ModelDeleteNotBegun { .. } => C::ModelDeleteNotBegun,
+            TwinBeingDeleted { .. } => C::DigitalTwinBeingDeleted,
+            TwinDeleteNotBegun { .. } => C::DigitalTwinDeleteNotBegun,
+            ModelInvalid(_) => C::DTDLParserError,
+            TwinNotFound { .. } => C::DigitalTwinNotFound,
+            TwinHasRelationships { .. } => C::DigitalTwinHasRelationships,
+            RelationshipNotFound { .. } => C::RelationshipNotFound,
+            PreconditionFailed(_) => C::PreconditionFailed,
+            TokenNotFound { .. } => C::TokenNotFound,
+            DeviceNotFound { .. } => C::DeviceNotFound,
+            TwinHasDevice { .. } => C::DigitalTwinHasDevice,
+            Store(_) | Corrupt(_) => C::InternalServerError,
         }
     }
 
     /// An error another node decided, from its class, code and message as they travelled.
-    pub fn remote(kind: ErrorKind, code: &str, message: String) -> Self {
-        const CODES: [&str; 21] = [
-            "InvalidArgument",
-            "DigitalTwinBeingDeleted",
-            "DigitalTwinDeleteNotBegun",
-            "ModelBeingDeleted",
-            "ModelDeleteNotBegun",
-            "ValidationFailed",
-            "ModelNotFound",
-            "ModelDecommissioned",
-            "ModelIdAlreadyExists",
-            "ModelInUse",
-            "ModelReferencesNotDeleted",
-            "DTDLParserError",
-            "DigitalTwinNotFound",
-            "DigitalTwinHasRelationships",
-            "RelationshipNotFound",
-            "PreconditionFailed",
-            "TokenNotFound",
-            "DeviceNotFound",
-            "DigitalTwinHasDevice",
-            "InternalServerError",
-            "ServiceUnavailable",
-        ];
+    pub fn remote(kind: ErrorKind, code: ErrorCode, message: String) -> Self {
         TwinError::Remote {
             kind,
-            code: CODES
-                .iter()
-                .find(|c| **c == code)
-                .copied()
-                .unwrap_or("InternalServerError"),
+            code,
             message,
         }
     }
@@ -202,5 +332,36 @@ impl TwinError {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_travel_as_their_names() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} listed twice");
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn a_code_from_a_newer_node_reads_as_internal() {
+        let code: ErrorCode = serde_json::from_str("\"SomethingNew\"").unwrap();
+        assert_eq!(code, ErrorCode::InternalServerError);
+    }
+
+    #[test]
+    fn remote_errors_keep_kind_code_and_message() {
+        let e = TwinError::remote(ErrorKind::Conflict, ErrorCode::ModelInUse, "m".into());
+        assert_eq!(
+            (e.kind(), e.code(), e.to_string()),
+            (ErrorKind::Conflict, ErrorCode::ModelInUse, "m".to_owned())
+        );
     }
 }

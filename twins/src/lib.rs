@@ -2,7 +2,7 @@
 //! per-shard state machine that applies them.
 //!
 //! Nothing here does I/O: the state machine reads through [`StateRead`] and emits
-//! [`Write`]s; `doppel-cluster` persists them (today on one node, later behind Raft).
+//! [`Write`]s; `doppel-cluster` persists them through its Raft groups.
 //! Key types: [`Command`], [`Stamp`], [`StateMachine`], [`TwinRecord`],
 //! [`RelationshipRecord`], [`ModelRecord`], [`TokenRecord`], [`TwinError`].
 
@@ -22,7 +22,7 @@ pub mod twin;
 
 pub use command::{Command, Condition, Outcome, Stamp};
 pub use devices::{DeviceRecord, DeviceSpec, DeviceStatus};
-pub use error::{ErrorKind, TwinError};
+pub use error::{Disposition, ErrorCode, ErrorKind, TwinError};
 pub use events::{change_event, ChangeEvent, WireEvent};
 pub use models::ModelRecord;
 pub use relationship::RelationshipRecord;

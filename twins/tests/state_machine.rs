@@ -887,7 +887,8 @@ fn patch_of_metadata_is_refused() {
             Condition::Always,
         ))
         .unwrap_err()
-        .code();
+        .code()
+        .as_str();
     assert!(
         ["InvalidArgument", "ValidationFailed"].contains(&code_of_component_meta),
         "{code_of_component_meta}"
@@ -1648,7 +1649,7 @@ fn tenant_names_that_could_alias_keys_are_refused() {
         let (r, writes) = w.run_with_writes(cmd);
         let e = r.expect_err(&shown);
         assert!(
-            ["InvalidArgument", "TokenNotFound"].contains(&e.code()),
+            ["InvalidArgument", "TokenNotFound"].contains(&e.code().as_str()),
             "{shown}: {e}"
         );
         assert!(writes.is_empty(), "{shown}");
@@ -1790,7 +1791,7 @@ fn run_sequentially(script: &[Command]) -> (MemState, Vec<Result<(), &'static st
         if r.is_ok() {
             mem.apply(writes);
         }
-        results.push(r.map(|_| ()).map_err(|e| e.code()));
+        results.push(r.map(|_| ()).map_err(|e| e.code().as_str()));
     }
     (mem, results)
 }
@@ -1807,7 +1808,7 @@ fn run_in_groups(script: &[Command], size: usize) -> (MemState, Vec<Result<(), &
         .collect();
     for group in stamped.chunks(size) {
         for r in apply_group(&mut sm, &mut mem, group) {
-            results.push(r.map(|_| ()).map_err(|e| e.code()));
+            results.push(r.map(|_| ()).map_err(|e| e.code().as_str()));
         }
     }
     (mem, results)

@@ -406,7 +406,7 @@ pub fn put_rel(tenant: &str, source: &str, rel_id: &str, body: Value) -> Command
 pub fn code<T: std::fmt::Debug>(r: Result<T, TwinError>) -> &'static str {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     }
 }
 
