@@ -15,12 +15,13 @@
 //! (MQTT DISCONNECT), then the node, as `doppel serve` stops.
 
 use crate::{serve_until, serving_line, shutdown_signal, start_node};
-use anyhow::{bail, Context};
+use anyhow::Context;
+use doppel_client::{ApiClient, ClientConfig, ClientError, Preconditions, RequestBody};
 use doppel_node::NodeConfig;
 use doppel_protocols::iothub::{self, CloudTopic};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -180,68 +181,47 @@ Stop with Ctrl-C; the data stays in its directory and the next `doppel demo` goe
     );
 }
 
-/// The node's REST API over loopback, with the admin token.
+/// The node's REST API over loopback, with the admin token (through `doppel_client`).
 struct Rest {
-    client: reqwest::Client,
-    base: String,
-    token: String,
+    client: ApiClient,
 }
 
 impl Rest {
     fn new(base: String, token: String) -> anyhow::Result<Rest> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Rest {
-            client,
-            base,
-            token,
-        })
+        let client = ApiClient::new(&ClientConfig {
+            url: base,
+            token: Some(token),
+            ..ClientConfig::default()
+        })?;
+        Ok(Rest { client })
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut req = self
+    /// `GET` the resource at `path` (segments): `Some(body)`, or `None` when it does not
+    /// exist.
+    async fn get(&self, path: &[&str]) -> anyhow::Result<Option<Value>> {
+        match self.client.get_json(self.client.url(path, &[])?).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `method path body`, which must succeed.
+    async fn send(&self, method: Method, path: &[&str], body: &Value) -> anyhow::Result<Value> {
+        let resp = self
             .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
-    }
-
-    /// `GET path`: `Some(body)` on 200, `None` on 404.
-    async fn get(&self, path: &str) -> anyhow::Result<Option<Value>> {
-        match self.call(Method::GET, path, None).await? {
-            (StatusCode::OK, v) => Ok(Some(v)),
-            (StatusCode::NOT_FOUND, _) => Ok(None),
-            (s, v) => bail!("GET {path}: {s} {v}"),
-        }
-    }
-
-    /// `method path body`, which must answer with a success status.
-    async fn send(&self, method: Method, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let (status, v) = self.call(method.clone(), path, Some(body)).await?;
-        if !status.is_success() {
-            bail!("{method} {path}: {status} {v}");
-        }
-        Ok(v)
+            .call(
+                method,
+                self.client.url(path, &[])?,
+                Some(RequestBody::Json(body)),
+                &Preconditions::default(),
+            )
+            .await?;
+        Ok(resp.body.unwrap_or(Value::Null))
     }
 
     /// Creates `path` with `body` unless it exists; returns what is there.
-    async fn ensure(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    async fn ensure(&self, path: &[&str], body: &Value) -> anyhow::Result<Value> {
         match self.get(path).await? {
             Some(v) => Ok(v),
             None => self.send(Method::PUT, path, body).await,
@@ -259,29 +239,24 @@ struct Machine {
 /// Uploads the sample models (unless present) and creates whatever of the sample is
 /// missing: twins, relationships, one device per machine. Returns the machines.
 async fn create_sample(rest: &Rest, machines: u32) -> anyhow::Result<Vec<Machine>> {
-    let encoded = |id: &str| id.replace(';', "%3B");
-    if rest
-        .get(&format!("/models/{}", encoded(MACHINE)))
-        .await?
-        .is_none()
-    {
+    if rest.get(&["models", MACHINE]).await?.is_none() {
         let models = MODELS
             .iter()
             .map(|m| serde_json::from_str(m))
             .collect::<Result<Vec<Value>, _>>()
             .context("the built-in sample models")?;
-        rest.send(Method::POST, "/models", &Value::Array(models))
+        rest.send(Method::POST, &["models"], &Value::Array(models))
             .await?;
     }
     rest.ensure(
-        "/digitaltwins/factory-1",
+        &["digitaltwins", "factory-1"],
         &json!({"$metadata": {"$model": FACTORY}, "name": "Demo factory", "location": "Lyon"}),
     )
     .await?;
     let lines = ["line-1", "line-2"];
     for (i, line) in lines.iter().enumerate() {
         rest.ensure(
-            &format!("/digitaltwins/{line}"),
+            &["digitaltwins", line],
             &json!({"$metadata": {"$model": LINE}, "name": format!("Line {}", i + 1)}),
         )
         .await?;
@@ -292,13 +267,13 @@ async fn create_sample(rest: &Rest, machines: u32) -> anyhow::Result<Vec<Machine
     for n in 1..=machines {
         let id = format!("machine-{n}");
         rest.ensure(
-            &format!("/digitaltwins/{id}"),
+            &["digitaltwins", &id],
             &json!({"$metadata": {"$model": MACHINE}, "targetSpeed": 1.0}),
         )
         .await?;
         let line = if n <= first_half { lines[0] } else { lines[1] };
         relate(rest, line, &id).await?;
-        let device = rest.ensure(&format!("/devices/{id}"), &json!({})).await?;
+        let device = rest.ensure(&["devices", &id], &json!({})).await?;
         let key = device["authentication"]["symmetricKey"]["primaryKey"]
             .as_str()
             .with_context(|| format!("device {id} has no primary key: {device}"))?
@@ -315,7 +290,12 @@ async fn create_sample(rest: &Rest, machines: u32) -> anyhow::Result<Vec<Machine
 /// `source --contains--> target`, with relationship id `contains-<target>`.
 async fn relate(rest: &Rest, source: &str, target: &str) -> anyhow::Result<()> {
     rest.ensure(
-        &format!("/digitaltwins/{source}/relationships/contains-{target}"),
+        &[
+            "digitaltwins",
+            source,
+            "relationships",
+            &format!("contains-{target}"),
+        ],
         &json!({"$targetId": target, "$relationshipName": "contains"}),
     )
     .await
