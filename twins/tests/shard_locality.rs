@@ -567,3 +567,20 @@ fn model_use_moves_within_the_twins_shard_on_a_remodel() {
     assert_eq!(code(w.run(delete_model(SENSOR))), "ModelInUse");
     assert_eq!(code(w.run(delete_model(LINE))), "ModelReferencesNotDeleted");
 }
+
+#[test]
+fn commands_route_to_the_shard_of_their_twin_or_the_meta_shard() {
+    let cmd = put_twin(TENANT, "d1", json!({}), Condition::Always);
+    assert_eq!(cmd.shard(SHARDS), keys::shard_of(TENANT, "d1", SHARDS));
+    assert_eq!(cmd.tenant(), TENANT);
+    let rel = put_rel(TENANT, "d1", "r", json!({}));
+    assert_eq!(rel.shard(SHARDS), keys::shard_of(TENANT, "d1", SHARDS));
+    assert_eq!(upload(TENANT, vec![]).shard(SHARDS), keys::META_SHARD);
+    assert_eq!(
+        Command::PutToken {
+            token: token("t", "beta")
+        }
+        .tenant(),
+        "beta"
+    );
+}

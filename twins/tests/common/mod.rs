@@ -12,8 +12,8 @@
 
 use doppel_twins::{
     keys::{self, Family},
-    Command, Condition, MemState, Outcome, Overlay, Stamp, StateMachine, TwinError, TwinRecord,
-    Write,
+    Command, Condition, MemState, Outcome, Overlay, Role, Stamp, StateMachine, TokenRecord,
+    TwinError, TwinRecord, Write,
 };
 use serde_json::{json, Value};
 
@@ -416,4 +416,52 @@ pub fn twin_of(o: Outcome) -> TwinRecord {
         Outcome::Twin { twin, .. } => twin,
         other => panic!("expected a twin, got {other:?}"),
     }
+}
+
+// ---- shared fixtures of the state-machine specification tests ------------------
+
+pub fn upload(tenant: &str, documents: Vec<Value>) -> Command {
+    Command::UploadModels {
+        tenant: tenant.into(),
+        documents,
+    }
+}
+
+pub fn delete_model(model: &str) -> Command {
+    Command::DeleteModel {
+        tenant: TENANT.into(),
+        model: model.into(),
+    }
+}
+
+pub fn decommission(model: &str, decommissioned: bool) -> Command {
+    Command::SetModelDecommissioned {
+        tenant: TENANT.into(),
+        model: model.into(),
+        decommissioned,
+    }
+}
+
+pub fn token(id: &str, tenant: &str) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        name: format!("{id} token"),
+        roles: vec![Role::Writer],
+        secret_sha256: "00".repeat(32),
+        created: "2024-01-01T00:00:00Z".into(),
+    }
+}
+
+/// A plant with a device `d1` (motor component), a line `l1` and an assembly line `a1`.
+pub fn plant() -> World {
+    let mut w = World::with_models();
+    w.create("d1", DEVICE, json!({"serial": "S-1"}));
+    w.create("l1", LINE, json!({"title": "Line 1"}));
+    w.create(
+        "a1",
+        ASSEMBLY_LINE,
+        json!({"title": "Assembly", "stations": 4}),
+    );
+    w
 }
