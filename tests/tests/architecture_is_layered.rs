@@ -298,7 +298,9 @@ fn no_module_imports_one_that_imports_it_back() {
 
 /// The node's layers, lowest first (see runtime/node/src/lib.rs).
 const NODE_LAYERS: &[&[&str]] = &[
-    &["config", "tls", "methods", "tokens", "actors", "forward"],
+    &[
+        "config", "tls", "methods", "tokens", "actors", "forward", "retry",
+    ],
     &["node"],
     &["bootstrap", "dispatch"],
     &["coordination"],

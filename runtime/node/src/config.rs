@@ -32,7 +32,7 @@ pub struct NodeConfig {
     /// Default page size of list endpoints (clients may ask for up to `max_page_size`).
     pub page_size: usize,
     pub max_page_size: usize,
-    /// Proposals waiting for the commit thread before writes get 503 + Retry-After.
+    /// Proposals waiting in a shard group's write queue before writes get 503 + Retry-After.
     pub write_queue: usize,
     /// Most commands committed in one fsynced group.
     pub max_commit_batch: usize,

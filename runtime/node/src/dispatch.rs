@@ -17,6 +17,7 @@
 use crate::actors::ActorError;
 use crate::forward::{CommandAnswer, Forwarded};
 use crate::node::Node;
+use crate::retry::Backoff;
 use doppel_cluster::node::ClusterNode;
 use doppel_cluster::raft::{GroupId, NodeId};
 use doppel_cluster::ProposeError;
@@ -51,6 +52,11 @@ pub async fn execute(node: &Node, cmd: Command) -> Result<Outcome, ActorError> {
     let cluster = node.proposer.cluster().clone();
     let group = node.proposer.group_of(&cmd);
     let deadline = Instant::now() + ROUTE_DEADLINE;
+    let mut backoff = Backoff::until(
+        deadline,
+        Duration::from_millis(50),
+        Duration::from_millis(500),
+    );
     loop {
         let leader = match cluster.leader_of(group) {
             Some(l) => l,
@@ -70,13 +76,13 @@ pub async fn execute(node: &Node, cmd: Command) -> Result<Outcome, ActorError> {
                 ))),
             }
         };
-        match result {
+        // Not the leader (any more): nothing was applied; try the new one.
+        let not_leader = matches!(
+            result,
             Err(ActorError::Propose(ProposeError::NotLeader { .. }))
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
+        );
+        if !not_leader || !backoff.wait().await {
+            return result;
         }
     }
 }

@@ -9,15 +9,16 @@
 //! are stored; `If-Match` guards updates and deletes.
 
 use super::preconditions::{check_condition, check_id};
-use super::twins::load_twin;
-use super::{load_record, StateMachine};
+use super::records::load_device;
+use super::records::load_twin;
+use super::StateMachine;
 use crate::codec::encode;
 use crate::command::{Condition, Outcome, Stamp};
 use crate::devices::{DeviceRecord, DeviceSpec, DeviceStatus};
 use crate::error::TwinError;
 use crate::ids;
 use crate::keys::{self, shard_of, Family};
-use crate::store::{Overlay, StateRead};
+use crate::store::Overlay;
 
 impl StateMachine {
     pub(super) fn put_device(
@@ -129,19 +130,4 @@ impl StateMachine {
         out.delete(Family::Devices, keys::twin(shard, tenant, device_id));
         Ok(Outcome::Done)
     }
-}
-
-/// The device bound to twin `id` (stored on the twin's shard).
-pub fn load_device(
-    state: &dyn StateRead,
-    shard: u32,
-    tenant: &str,
-    id: &str,
-) -> Result<Option<DeviceRecord>, TwinError> {
-    load_record(
-        state,
-        Family::Devices,
-        &keys::twin(shard, tenant, id),
-        "device",
-    )
 }

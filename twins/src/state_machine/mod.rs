@@ -39,22 +39,19 @@ mod incoming_index;
 mod models;
 mod preconditions;
 mod properties;
+mod records;
 mod relationships;
 mod telemetry;
 mod tenancy;
 mod twins;
 
-pub use devices::load_device;
-pub use relationships::load_relationship;
-pub use twins::load_twin;
+pub use records::{load_device, load_relationship, load_twin};
 
-use crate::codec::decode;
 use crate::command::{Command, Outcome, Stamp};
 use crate::error::TwinError;
 use crate::ids;
-use crate::keys::Family;
 use crate::models::ModelCache;
-use crate::store::{Overlay, StateRead};
+use crate::store::Overlay;
 use preconditions::check_id;
 
 pub struct StateMachine {
@@ -203,18 +200,5 @@ impl StateMachine {
                 source_time,
             } => self.record_telemetry(out, tenant, twin_id, body, source_time.as_deref(), stamp),
         }
-    }
-}
-
-/// Reads and decodes one record, `None` when absent.
-pub(crate) fn load_record<T: serde::de::DeserializeOwned>(
-    state: &dyn StateRead,
-    family: Family,
-    key: &[u8],
-    kind: &'static str,
-) -> Result<Option<T>, TwinError> {
-    match state.get(family, key)? {
-        Some(b) => Ok(Some(decode(kind, &b)?)),
-        None => Ok(None),
     }
 }

@@ -15,8 +15,9 @@
 //! - a relationship keeps its name for life (replace it by delete and create).
 
 use super::preconditions::{check_condition, check_id};
-use super::twins::load_twin;
-use super::{load_record, StateMachine};
+use super::records::load_relationship;
+use super::records::load_twin;
+use super::StateMachine;
 use crate::codec::{decode, encode};
 use crate::command::{Condition, Outcome, Stamp};
 use crate::error::TwinError;
@@ -277,22 +278,6 @@ impl StateMachine {
         }
         Ok(())
     }
-}
-
-pub fn load_relationship(
-    state: &dyn StateRead,
-    shard_count: u32,
-    tenant: &str,
-    source: &str,
-    rel_id: &str,
-) -> Result<Option<RelationshipRecord>, TwinError> {
-    let key = keys::rel_out(
-        shard_of(tenant, source, shard_count),
-        tenant,
-        source,
-        rel_id,
-    );
-    load_record(state, Family::RelOut, &key, "relationship")
 }
 
 fn count_relationships(

@@ -9,7 +9,7 @@
 //! milliseconds since 1970; the twin itself does not change.
 
 use super::preconditions::check_id;
-use super::twins::load_twin;
+use super::records::load_twin;
 use super::StateMachine;
 use crate::codec::encode;
 use crate::command::{Outcome, Stamp};

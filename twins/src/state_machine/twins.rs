@@ -16,11 +16,12 @@
 //! - a twin is deleted only without a device and without relationships either way;
 //!   its telemetry history goes with it.
 
-use super::devices::load_device;
 use super::incoming_index::IncomingIndex;
 use super::preconditions::{check_condition, check_id};
 use super::properties::{merge_bag, not_a_property, set_property};
-use super::{load_record, StateMachine};
+use super::records::load_device;
+use super::records::load_twin;
+use super::StateMachine;
 use crate::codec::{decode, encode};
 use crate::command::{Condition, Outcome, Stamp};
 use crate::error::TwinError;
@@ -513,13 +514,4 @@ pub(super) fn store_changed(
         created: false,
         changed: true,
     }
-}
-
-pub fn load_twin(
-    state: &dyn StateRead,
-    shard: u32,
-    tenant: &str,
-    id: &str,
-) -> Result<Option<TwinRecord>, TwinError> {
-    load_record(state, Family::Twins, &keys::twin(shard, tenant, id), "twin")
 }

@@ -124,13 +124,13 @@ pub(crate) fn deliver_pending_on_subscribe(
         let Some(body) = device_twin::unacknowledged_desired(&twin) else {
             return;
         };
-        for _ in 0..50 {
+        // The subscription is being put in place as this runs: about 2 s of tries.
+        let ms = std::time::Duration::from_millis;
+        let mut backoff = crate::retry::Backoff::attempts(12, ms(10), ms(250));
+        loop {
             match push_desired(&registry, &device, &body, twin.desired_version) {
-                Ok(()) => return,
-                Err(SendError::NotSubscribed { .. }) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                }
-                Err(_) => return,
+                Err(SendError::NotSubscribed { .. }) if backoff.wait().await => {}
+                _ => return,
             }
         }
     });

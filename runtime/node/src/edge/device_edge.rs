@@ -9,7 +9,7 @@
 //! - PUBLISH telemetry (`devices/{id}/messages/events/…`) → `RecordTelemetry`;
 //!   reported properties (`$iothub/twin/PATCH/properties/reported/?$rid=`) →
 //!   `ReportProperties`; twin GET → the device twin document. The PUBACK goes out only
-//!   after the command is durable (the commit thread's fsync), which is the device's
+//!   after the command is durable (on a majority of its shard's replicas), which is the device's
 //!   back-pressure. A payload that breaks the model is refused with its reason
 //!   (MQTT 5: PUBACK 0x99 + reason string) and counted; the connection survives.
 //! - SUBSCRIBE: only the device's own IoT Hub topics.

@@ -95,9 +95,18 @@ pub fn attach(state: Node, broker: ExternalBroker) -> Arc<ExternalStats> {
             format!("$share/{}/devices/+/messages/events/#", broker.share_group),
             format!("$share/{}/devices/+/twin/reported", broker.share_group),
         ];
+        let reconnect = || {
+            crate::retry::Backoff::attempts(
+                u32::MAX,
+                Duration::from_millis(200),
+                Duration::from_secs(5),
+            )
+        };
+        let mut backoff = reconnect();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = reconnect();
                     tracing::info!(broker = %broker.address, tenant = %broker.tenant, "attached to external broker");
                     for f in &filters {
                         if let Err(e) = client.subscribe(f, QoS::AtLeastOnce).await {
@@ -115,7 +124,7 @@ pub fn attach(state: Node, broker: ExternalBroker) -> Arc<ExternalStats> {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(broker = %broker.address, error = %e, "external broker connection failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    backoff.wait().await;
                 }
             }
         }
@@ -240,7 +249,9 @@ fn command_of(tenant: &str, stats: &ExternalStats, topic: &str, payload: &[u8]) 
 /// Applies one message's command. Transient failures (overload, storage) are retried
 /// before the ack: the broker would not redeliver an acknowledged message.
 async fn commit(state: &Node, stats: &ExternalStats, topic: &str, cmd: Command) {
-    for attempt in 0..5u32 {
+    let ms = Duration::from_millis;
+    let mut backoff = crate::retry::Backoff::attempts(5, ms(200), ms(3200));
+    for attempt in 0.. {
         match crate::dispatch::execute(state, cmd.clone()).await {
             Ok(_) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +264,9 @@ async fn commit(state: &Node, stats: &ExternalStats, topic: &str, cmd: Command) 
             }
             Err(e) => {
                 tracing::warn!(topic, error = %e, attempt, "device message not stored yet; retrying");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                if !backoff.wait().await {
+                    break;
+                }
             }
         }
     }

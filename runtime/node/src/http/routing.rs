@@ -20,6 +20,7 @@ use super::headers::{CONSISTENCY, DEVICE_OFFLINE_HEADER, FORWARDED, NOT_LEADER_H
 use crate::dispatch::{leader_moved, FORWARD_TIMEOUT, ROUTE_DEADLINE};
 use crate::forward::{Forwarded, HttpAnswer};
 use crate::node::Node;
+use crate::retry::Backoff;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -92,6 +93,11 @@ pub async fn route_to_leader(State(st): State<Node>, req: Request, next: Next) -
         .is_some_and(|v| v.as_bytes() == b"local");
     let is_read = req.method() == Method::GET;
     let deadline = Instant::now() + ROUTE_DEADLINE;
+    let mut backoff = Backoff::until(
+        deadline,
+        Duration::from_millis(50),
+        Duration::from_millis(500),
+    );
     let (parts, body) = req.into_parts();
     let body = match read_body(&st, body).await {
         Ok(b) => b,
@@ -120,8 +126,7 @@ pub async fn route_to_leader(State(st): State<Node>, req: Request, next: Next) -
             // new leader. A forwarded request is answered as is: its sender retries.
             let moved = resp.status() == StatusCode::SERVICE_UNAVAILABLE
                 && resp.headers().contains_key(NOT_LEADER_HEADER);
-            if moved && !forwarded && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if moved && !forwarded && backoff.wait().await {
                 continue;
             }
             return resp;
@@ -143,19 +148,18 @@ pub async fn route_to_leader(State(st): State<Node>, req: Request, next: Next) -
             Ok(resp) => {
                 let retry = resp.status() == StatusCode::SERVICE_UNAVAILABLE
                     && resp.headers().contains_key(NOT_LEADER_HEADER);
-                if !retry || Instant::now() > deadline {
+                if !retry || !backoff.wait().await {
                     return resp;
                 }
             }
             Err(Undelivered(e)) => {
-                if Instant::now() > deadline {
+                if !backoff.wait().await {
                     return unavailable(format!(
                         "the leader of shard group {group} (node {leader}) cannot be reached: {e}"
                     ));
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
