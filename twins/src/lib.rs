@@ -3,7 +3,9 @@
 //!
 //! Nothing here does I/O: the state machine reads through [`StateRead`] and emits
 //! [`Write`]s; `doppel-cluster` persists them through its Raft groups.
-//! Key types: [`Command`], [`Stamp`], [`StateMachine`], [`TwinRecord`],
+//! Readers of committed state (the HTTP handlers) go through the read façade,
+//! [`read::Reader`], never through raw column families.
+//! Key types: [`Command`], [`Stamp`], [`StateMachine`], [`Reader`], [`TwinRecord`],
 //! [`RelationshipRecord`], [`ModelRecord`], [`TokenRecord`], [`TwinError`].
 
 pub mod codec;
@@ -14,6 +16,7 @@ pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod models;
+pub mod read;
 pub mod relationship;
 pub mod state_machine;
 pub mod store;
@@ -25,6 +28,7 @@ pub use devices::{DeviceRecord, DeviceSpec, DeviceStatus};
 pub use error::{Disposition, ErrorCode, ErrorKind, TwinError};
 pub use events::{change_event, ChangeEvent, WireEvent};
 pub use models::ModelRecord;
+pub use read::{Page, Reader};
 pub use relationship::RelationshipRecord;
 pub use state_machine::{load_device, load_relationship, load_twin, StateMachine};
 pub use store::{Entry, MemState, Overlay, StateRead, StoreError, Write};

@@ -93,6 +93,42 @@ pub fn all_records(state: &dyn StateRead, tenant: &str) -> Result<Vec<ModelRecor
     }
 }
 
+/// The resolved form of a stored model: its document parsed against the tenant's other
+/// stored models (which it may extend or use as components).
+///
+/// A stored model that no longer resolves, or a storage error met while resolving,
+/// is a store error: uploads and deletions keep every stored model resolvable.
+pub fn resolve(
+    state: &dyn StateRead,
+    tenant: &str,
+    rec: &ModelRecord,
+) -> Result<InterfaceModel, TwinError> {
+    let id = &rec.id;
+    let source = StoredModels::new(state, tenant);
+    let parsed = parse_batch(
+        std::slice::from_ref(&rec.document),
+        &source,
+        &ParseOptions::default(),
+    );
+    if let Some(e) = source.error.borrow_mut().take() {
+        return Err(e.into());
+    }
+    let parsed = parsed.map_err(|e| {
+        TwinError::Store(StoreError(format!(
+            "stored model {id} no longer resolves: {e}"
+        )))
+    })?;
+    parsed
+        .into_iter()
+        .find(|(d, _, _)| d == id)
+        .map(|(_, _, m)| m)
+        .ok_or_else(|| {
+            TwinError::Store(StoreError(format!(
+                "stored model {id} does not define itself"
+            )))
+        })
+}
+
 /// A [`ModelSource`] over one tenant's stored models.
 pub struct StoredModels<'a> {
     pub state: &'a dyn StateRead,
@@ -156,29 +192,7 @@ impl ModelCache {
         let Some(rec) = load_record(state, tenant, id)? else {
             return Ok(None);
         };
-        let source = StoredModels::new(state, tenant);
-        let parsed = parse_batch(
-            std::slice::from_ref(&rec.document),
-            &source,
-            &ParseOptions::default(),
-        );
-        if let Some(e) = source.error.borrow_mut().take() {
-            return Err(e.into());
-        }
-        let parsed = parsed.map_err(|e| {
-            TwinError::Store(StoreError(format!(
-                "stored model {id} no longer resolves: {e}"
-            )))
-        })?;
-        let model = parsed
-            .into_iter()
-            .find(|(d, _, _)| d == id)
-            .map(|(_, _, m)| Arc::new(m))
-            .ok_or_else(|| {
-                TwinError::Store(StoreError(format!(
-                    "stored model {id} does not define itself"
-                )))
-            })?;
+        let model = Arc::new(resolve(state, tenant, &rec)?);
         let flags = ModelFlags {
             decommissioned: rec.decommissioned,
             deleting: rec.deleting,
