@@ -148,8 +148,9 @@ pub async fn put_twin(node: &Node, cmd: Command) -> Result<Outcome, ActorError> 
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
     // This node leads the twin's shard (routing), so its record here is current.
-    let shard = doppel_twins::keys::shard_of(tenant, twin_id, node.shard_count);
-    let current = doppel_twins::load_twin(&node.storage, shard, tenant, twin_id)
+    let current = node
+        .reader()
+        .find_twin(tenant, twin_id)
         .map_err(|e| ActorError::Propose(e.into()))?;
     let (tenant, twin_id) = (tenant.clone(), twin_id.clone());
     match (current, new_model) {

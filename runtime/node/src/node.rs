@@ -49,6 +49,12 @@ impl DeviceLink {
 }
 
 impl Node {
+    /// Reads of this node's committed state (twins, relationships, models, devices,
+    /// tokens), each with its not-found error.
+    pub fn reader(&self) -> doppel_twins::read::Reader<'_> {
+        doppel_twins::read::Reader::new(&self.storage, self.shard_count)
+    }
+
     /// Opens storage on the data directory, starts this node's Raft groups and its
     /// actor tree, and makes twin actors follow shard leadership.
     pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {

@@ -5,8 +5,6 @@
 //! looking the id up and comparing digests in constant time. Every lookup reads the
 //! store, so a revoked token stops working at once.
 
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, Family, MetaKind, SYSTEM_TENANT};
 use doppel_twins::{Role, StateRead, TokenRecord};
 use rand::RngCore;
 
@@ -60,15 +58,12 @@ pub fn verify(state: &dyn StateRead, token: &str) -> Result<TokenRecord, TokenEr
     let (Some("dpl"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
-    let record = state
-        .get(
-            Family::Meta,
-            &keys::meta(SYSTEM_TENANT, MetaKind::Token, id),
-        )
-        .map_err(|e| TokenError::Storage(e.to_string()))?
-        .ok_or(TokenError::Unknown)?;
-    let record: TokenRecord =
-        decode("token", &record).map_err(|e| TokenError::Storage(e.to_string()))?;
+    let record = doppel_twins::read::Reader::new(state, 1)
+        .token(id)
+        .map_err(|e| match e {
+            doppel_twins::TwinError::TokenNotFound { .. } => TokenError::Unknown,
+            e => TokenError::Storage(e.to_string()),
+        })?;
     if !constant_time_eq(
         sha256_hex(secret.as_bytes()).as_bytes(),
         record.secret_sha256.as_bytes(),
@@ -82,6 +77,7 @@ pub fn verify(state: &dyn StateRead, token: &str) -> Result<TokenRecord, TokenEr
 mod tests {
     use super::*;
     use doppel_twins::codec::encode;
+    use doppel_twins::keys::{self, Family, MetaKind, SYSTEM_TENANT};
     use doppel_twins::MemState;
 
     #[test]

@@ -21,11 +21,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use doppel_protocols::edge::DeviceKey;
-use doppel_schemas::{validate_value, CommandDef, ParseOptions};
-use doppel_twins::keys::shard_of;
-use doppel_twins::models::{load_record, StoredModels};
+use doppel_schemas::{validate_value, CommandDef};
 use doppel_twins::ErrorCode;
-use doppel_twins::{load_twin, Role, TwinError};
+use doppel_twins::{Role, TwinError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -42,21 +40,14 @@ struct InvokeQuery {
 
 /// The Command `name` (or `component*name`) of the twin's model.
 fn find_command(st: &Node, tenant: &str, model: &str, name: &str) -> ApiResult<CommandDef> {
-    let rec = load_record(&st.storage, tenant, model)?
-        .ok_or_else(|| ApiError::internal(format!("model {model} of the twin is missing")))?;
-    let source = StoredModels::new(&st.storage, tenant);
-    let parsed = doppel_schemas::parse_batch(
-        std::slice::from_ref(&rec.document),
-        &source,
-        &ParseOptions::default(),
-    )
-    .map_err(|e| ApiError::internal(format!("stored model {model} no longer resolves: {e}")))?;
-    let iface = parsed
-        .into_iter()
-        .find(|(id, _, _)| id == model)
-        .map(|(_, _, m)| m)
-        .ok_or_else(|| {
-            ApiError::internal(format!("stored model {model} does not define itself"))
+    let iface = st
+        .reader()
+        .resolved_model(tenant, model)
+        .map_err(|e| match e {
+            TwinError::ModelNotFound { .. } => {
+                ApiError::internal(format!("model {model} of the twin is missing"))
+            }
+            e => e.into(),
         })?;
     let found = match name.split_once('*') {
         Some((comp, cmd)) => iface
@@ -95,9 +86,7 @@ async fn invoke(
                 ApiError::bad_request("responseTimeoutInSeconds must be an integer from 5 to 300")
             })?,
     };
-    let shard = shard_of(tenant, &id, st.shard_count);
-    let twin = load_twin(&st.storage, shard, tenant, &id)?
-        .ok_or_else(|| TwinError::TwinNotFound { twin: id.clone() })?;
+    let twin = st.reader().twin(tenant, &id)?;
     let def = find_command(&st, tenant, &twin.model, &name)?;
     let invalid = |path: String, message: String| -> ApiError {
         TwinError::Validation {

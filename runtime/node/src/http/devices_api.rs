@@ -23,11 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{shard_of, Family};
-use doppel_twins::{
-    load_device, Command, DeviceRecord, DeviceSpec, DeviceStatus, Outcome, Role, TwinError,
-};
+use doppel_twins::{Command, DeviceRecord, DeviceSpec, DeviceStatus, Outcome, Role};
 use rand::RngCore;
 use serde_json::Value;
 
@@ -165,9 +161,7 @@ async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
-    let shard = shard_of(caller.tenant(), &id, st.shard_count);
-    let device = load_device(&st.storage, shard, caller.tenant(), &id)?
-        .ok_or(TwinError::DeviceNotFound { device: id })?;
+    let device = st.reader().device(caller.tenant(), &id)?;
     Ok(device_response(StatusCode::OK, &device))
 }
 
@@ -187,8 +181,7 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Lists the tenant's devices (without keys), shard by shard; the continuation token
-/// is the shard (4 bytes BE) and the last key returned.
+/// Lists the tenant's devices (without keys), shard by shard.
 async fn list(
     State(st): State<Node>,
     caller: Caller,
@@ -197,19 +190,13 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
     let size = paging::page_size(&headers, &q, st.config.page_size, st.config.max_page_size)?;
-    let (items, next) = paging::scan_tenant_shards(
-        &st.storage,
-        Family::Devices,
-        caller.tenant(),
-        st.shard_count,
-        q.continuation_token.as_deref(),
-        size,
-        |v| {
-            let d: DeviceRecord =
-                decode("device", v).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(Some(d.to_json(false)))
-        },
-    )?;
+    let page = st
+        .reader()
+        .devices(caller.tenant(), q.continuation_token.as_deref(), size)?;
+    let (items, next) = (
+        page.items.iter().map(|d| d.to_json(false)).collect(),
+        page.next,
+    );
     Ok(Json(paging::page(
         &headers,
         st.tls,

@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, Family, MetaKind};
-use doppel_twins::{models, Command, ModelRecord, Outcome, Role, StateRead};
+use doppel_twins::{Command, Outcome, Role};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -82,7 +80,9 @@ async fn list(
     caller.require(Role::Reader)?;
     if let Some(ids) = q.dependencies_for.as_deref() {
         let include = flag(q.include_model_definition.as_deref(), false)?;
-        let items = with_dependencies(&st, caller.tenant(), ids)?
+        let items = st
+            .reader()
+            .dependencies_for(caller.tenant(), ids)?
             .iter()
             .map(|r| r.to_json(include))
             .collect();
@@ -94,22 +94,14 @@ async fn list(
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    let prefix = keys::meta_prefix(caller.tenant(), MetaKind::Model);
-    let after = paging::decode_token(q.page.continuation_token.as_deref())?;
-    let mut rows = st
-        .storage
-        .scan(Family::Meta, &prefix, after.as_deref(), size + 1)?;
-    let more = rows.len() > size;
-    rows.truncate(size);
-    let next = more
-        .then(|| rows.last().map(|(k, _)| paging::encode_token(k)))
-        .flatten();
     let include = flag(q.include_model_definition.as_deref(), false)?;
-    let items = rows
-        .iter()
-        .map(|(_, v)| decode::<ModelRecord>("model", v).map(|r| r.to_json(include)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let page = st
+        .reader()
+        .models(caller.tenant(), q.page.continuation_token.as_deref(), size)?;
+    let (items, next) = (
+        page.items.iter().map(|r| r.to_json(include)).collect(),
+        page.next,
+    );
     let include_s = include.to_string();
     Ok(Json(paging::page(
         &headers,
@@ -122,45 +114,6 @@ async fn list(
     )))
 }
 
-/// The models named in `ids` (comma-separated DTMIs) and every model they depend on
-/// through `extends` and components, each once, in the order first met.
-fn with_dependencies(st: &Node, tenant: &str, ids: &str) -> ApiResult<Vec<ModelRecord>> {
-    let mut wanted: Vec<String> = Vec::new();
-    for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let rec = models::load_record(&st.storage, tenant, id)?.ok_or_else(|| {
-            doppel_twins::TwinError::ModelNotFound {
-                model: id.to_owned(),
-            }
-        })?;
-        let source = models::StoredModels::new(&st.storage, tenant);
-        let parsed = doppel_schemas::parse_batch(
-            std::slice::from_ref(&rec.document),
-            &source,
-            &doppel_schemas::ParseOptions::default(),
-        )
-        .map_err(|e| ApiError::internal(format!("stored model {id} no longer resolves: {e}")))?;
-        for (dtmi, _, model) in parsed.into_iter().filter(|(d, _, _)| d == id) {
-            for dep in std::iter::once(dtmi).chain(model.dependencies) {
-                if !wanted.contains(&dep) {
-                    wanted.push(dep);
-                }
-            }
-        }
-    }
-    if wanted.is_empty() {
-        return Err(ApiError::bad_request(
-            "dependenciesFor must name at least one model id",
-        ));
-    }
-    let mut out = Vec::with_capacity(wanted.len());
-    for id in wanted {
-        if let Some(rec) = models::load_record(&st.storage, tenant, &id)? {
-            out.push(rec);
-        }
-    }
-    Ok(out)
-}
-
 async fn get_one(
     State(st): State<Node>,
     caller: Caller,
@@ -168,8 +121,7 @@ async fn get_one(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Role::Reader)?;
-    let rec = models::load_record(&st.storage, caller.tenant(), &id)?
-        .ok_or(doppel_twins::TwinError::ModelNotFound { model: id })?;
+    let rec = st.reader().model(caller.tenant(), &id)?;
     Ok(Json(rec.to_json(flag(
         q.include_model_definition.as_deref(),
         true,

@@ -13,11 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, shard_of, Family};
-use doppel_twins::{
-    load_relationship, load_twin, Command, Outcome, RelationshipRecord, Role, StateRead, TwinError,
-};
+use doppel_twins::{Command, Outcome, RelationshipRecord, Role};
 use serde::Deserialize;
 
 pub fn routes() -> Router<Node> {
@@ -37,34 +33,13 @@ fn rel_response(rel: &RelationshipRecord) -> Response {
     with_etag(Json(rel.to_json()).into_response(), &rel.etag)
 }
 
-fn ensure_twin(st: &Node, tenant: &str, id: &str) -> ApiResult<()> {
-    match load_twin(
-        &st.storage,
-        shard_of(tenant, id, st.shard_count),
-        tenant,
-        id,
-    )? {
-        Some(_) => Ok(()),
-        None => Err(TwinError::TwinNotFound {
-            twin: id.to_owned(),
-        }
-        .into()),
-    }
-}
-
 async fn get_rel(
     State(st): State<Node>,
     caller: Caller,
     Path((id, rel)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(Role::Reader)?;
-    ensure_twin(&st, caller.tenant(), &id)?;
-    let r = load_relationship(&st.storage, st.shard_count, caller.tenant(), &id, &rel)?.ok_or(
-        TwinError::RelationshipNotFound {
-            source_twin: id,
-            rel,
-        },
-    )?;
+    let r = st.reader().relationship(caller.tenant(), &id, &rel)?;
     Ok(rel_response(&r))
 }
 
@@ -128,40 +103,23 @@ async fn list_outgoing(
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Reader)?;
     let tenant = caller.tenant();
-    ensure_twin(&st, tenant, &id)?;
     let size = paging::page_size(
         &headers,
         &q.page,
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    let prefix = keys::rel_out_prefix(shard_of(tenant, &id, st.shard_count), tenant, &id);
-    let mut after = paging::decode_token(q.page.continuation_token.as_deref())?;
-    let mut items = Vec::new();
-    let mut next = None;
-    'scan: loop {
-        let rows = st
-            .storage
-            .scan(Family::RelOut, &prefix, after.as_deref(), 256)?;
-        let done = rows.len() < 256;
-        for (k, v) in rows {
-            let r: RelationshipRecord =
-                decode("relationship", &v).map_err(|e| ApiError::internal(e.to_string()))?;
-            if q.relationship_name.as_deref().is_some_and(|n| n != r.name) {
-                after = Some(k);
-                continue;
-            }
-            if items.len() == size {
-                next = after.as_deref().map(paging::encode_token);
-                break 'scan;
-            }
-            items.push(r.to_json());
-            after = Some(k);
-        }
-        if done {
-            break;
-        }
-    }
+    let page = st.reader().outgoing_relationships(
+        tenant,
+        &id,
+        q.relationship_name.as_deref(),
+        q.page.continuation_token.as_deref(),
+        size,
+    )?;
+    let (items, next) = (
+        page.items.iter().map(RelationshipRecord::to_json).collect(),
+        page.next,
+    );
     let path = format!("/digitaltwins/{}/relationships", encode_segment(&id));
     let name = q.relationship_name.clone().unwrap_or_default();
     let extra: Vec<(&str, &str)> = if q.relationship_name.is_some() {
@@ -183,34 +141,25 @@ async fn list_incoming(
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Role::Reader)?;
     let tenant = caller.tenant();
-    ensure_twin(&st, tenant, &id)?;
     let size = paging::page_size(
         &headers,
         &q.page,
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    // Each index entry lives on its source's shard: page through every data shard
-    // (the continuation token names the shard and the last entry returned).
-    let (items, next) = paging::scan_shards(
-        &st.storage,
-        Family::RelIn,
-        st.shard_count,
-        |shard| keys::rel_in_prefix(shard, tenant, &id),
+    let page = st.reader().incoming_relationships(
+        tenant,
+        &id,
         q.page.continuation_token.as_deref(),
         size,
-        |tail, _| {
-            let Some((source, rel_id)) = keys::split_rel_in_tail(tail) else {
-                return Err(ApiError::internal(
-                    "corrupt incoming-relationship index entry",
-                ));
-            };
-            Ok(
-                load_relationship(&st.storage, st.shard_count, tenant, &source, &rel_id)?
-                    .map(|r| r.to_incoming_json()),
-            )
-        },
     )?;
+    let (items, next) = (
+        page.items
+            .iter()
+            .map(RelationshipRecord::to_incoming_json)
+            .collect(),
+        page.next,
+    );
     let path = format!(
         "/digitaltwins/{}/incomingrelationships",
         encode_segment(&id)

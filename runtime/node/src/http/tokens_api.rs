@@ -14,9 +14,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{self, Family, MetaKind, SYSTEM_TENANT};
-use doppel_twins::{ids, Command, Role, StateRead, TokenRecord};
+use doppel_twins::{ids, Command, Role, TokenRecord};
 use serde_json::Value;
 
 pub fn routes() -> Router<Node> {
@@ -89,26 +87,12 @@ async fn create(
 
 async fn list(State(st): State<Node>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(Role::Admin)?;
-    let prefix = keys::meta_prefix(SYSTEM_TENANT, MetaKind::Token);
-    let mut items = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = st
-            .storage
-            .scan(Family::Meta, &prefix, after.as_deref(), 256)?;
-        let done = rows.len() < 256;
-        after = rows.last().map(|(k, _)| k.clone());
-        for (_, v) in rows {
-            let t: TokenRecord =
-                decode("token", &v).map_err(|e| ApiError::internal(e.to_string()))?;
-            if t.tenant == caller.tenant() {
-                items.push(t.to_json());
-            }
-        }
-        if done {
-            break;
-        }
-    }
+    let items: Vec<Value> = st
+        .reader()
+        .tokens(caller.tenant())?
+        .iter()
+        .map(TokenRecord::to_json)
+        .collect();
     Ok(Json(serde_json::json!({ "value": items })))
 }
 

@@ -15,9 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use doppel_twins::codec::decode;
-use doppel_twins::keys::{shard_of, Family};
-use doppel_twins::{load_twin, Command, Condition, Outcome, Role, TwinError, TwinRecord};
+use doppel_twins::{Command, Condition, Outcome, Role, TwinRecord};
 use serde::Deserialize;
 
 pub fn routes() -> Router<Node> {
@@ -76,9 +74,7 @@ async fn get_twin(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Role::Reader)?;
-    let shard = shard_of(caller.tenant(), &id, st.shard_count);
-    let twin = load_twin(&st.storage, shard, caller.tenant(), &id)?
-        .ok_or(TwinError::TwinNotFound { twin: id })?;
+    let twin = st.reader().twin(caller.tenant(), &id)?;
     Ok(twin_response(&twin))
 }
 
@@ -176,8 +172,7 @@ struct ListQuery {
     page: PageQuery,
 }
 
-/// Lists the tenant's twins shard by shard. The continuation token is the shard id
-/// (4 bytes BE) followed by the last key returned.
+/// Lists the tenant's twins shard by shard (`doppel_twins::read`).
 async fn list(
     State(st): State<Node>,
     caller: Caller,
@@ -191,22 +186,16 @@ async fn list(
         st.config.page_size,
         st.config.max_page_size,
     )?;
-    let (items, next) = paging::scan_tenant_shards(
-        &st.storage,
-        Family::Twins,
+    let page = st.reader().twins(
         caller.tenant(),
-        st.shard_count,
+        q.model.as_deref(),
         q.page.continuation_token.as_deref(),
         size,
-        |v| {
-            let twin: TwinRecord =
-                decode("twin", v).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(q.model
-                .as_deref()
-                .is_none_or(|m| m == twin.model)
-                .then(|| twin.to_json()))
-        },
     )?;
+    let (items, next) = (
+        page.items.iter().map(TwinRecord::to_json).collect(),
+        page.next,
+    );
     let model = q.model.clone().unwrap_or_default();
     let extra: Vec<(&str, &str)> = if q.model.is_some() {
         vec![("model", model.as_str())]
