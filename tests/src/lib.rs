@@ -38,7 +38,16 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
 /// The test executable is `<target>/<profile>/deps/<test>-<hash>`; the binary is
 /// `<target>/<profile>/doppel`. Cargo does not build another package's binary for
 /// `cargo test -p doppel-tests`, so it may be missing (or stale).
+///
+/// `DOPPEL_BIN` names another binary instead: several checkouts that share one
+/// target directory (to share its RocksDB build) share `<target>/debug/doppel`
+/// too, so each copies its own build aside and points the tests at it.
 pub fn doppel_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DOPPEL_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "DOPPEL_BIN={} is not a file", bin.display());
+        return bin;
+    }
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()
