@@ -17,7 +17,8 @@
 //! and every failure message carries the node's stderr log so a red test explains
 //! itself.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use doppel_client::{collect_pages, parse_page, ApiClient, ClientError, RawRequest};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -451,10 +452,11 @@ impl Resp {
     }
 }
 
-/// An HTTP client of one node, with an optional bearer token.
+/// An HTTP client of one node, with an optional bearer token: the raw layer of
+/// `doppel-client` (any path, header and body; every status comes back as a [`Resp`]).
 #[derive(Clone)]
 pub struct Api {
-    pub client: reqwest::Client,
+    pub client: ApiClient,
     pub url: String,
     pub token: Option<String>,
 }
@@ -466,7 +468,7 @@ impl Api {
 
     pub fn with_client(client: reqwest::Client, url: &str, token: Option<&str>) -> Api {
         Api {
-            client,
+            client: ApiClient::with_http(client, url, token).expect("a usable node URL and token"),
             url: url.trim_end_matches('/').to_owned(),
             token: token.map(str::to_owned),
         }
@@ -474,44 +476,23 @@ impl Api {
 
     /// A request to `path` (relative to the node, e.g. `/models?x=y`, or an absolute
     /// URL such as a `nextLink`), with the bearer token.
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.url)
-        };
-        let rb = self.client.request(method, url);
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
+    pub fn request(&self, method: Method, path: &str) -> RawRequest<'_> {
+        self.client.raw(method, path)
     }
 
     /// Sends `rb` and reads the whole answer.
-    pub async fn send(rb: reqwest::RequestBuilder) -> Result<Resp> {
-        let resp = rb.send().await?;
-        let status = resp.status();
-        let etag = resp
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = resp.text().await?;
-        let body = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        };
+    pub async fn send(rb: RawRequest<'_>) -> Result<Resp> {
+        let r = rb.send().await?;
         Ok(Resp {
-            status,
-            etag,
-            body,
-            text,
+            status: r.status,
+            etag: r.etag().map(str::to_owned),
+            body: r.json().unwrap_or(Value::Null),
+            text: r.text(),
         })
     }
 
     /// [`Api::send`] for calls that must get an answer: panics on transport errors.
-    pub async fn send_with(&self, rb: reqwest::RequestBuilder) -> Resp {
+    pub async fn send_with(&self, rb: RawRequest<'_>) -> Resp {
         Self::send(rb).await.expect("the node answers")
     }
 
@@ -535,33 +516,38 @@ impl Api {
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Resp> {
         Self::send(
             self.request(Method::PATCH, path)
-                .header(reqwest::header::CONTENT_TYPE, "application/json-patch+json")
+                .header("content-type", "application/json-patch+json")
                 .body(body.to_string()),
         )
         .await
     }
 
-    /// Reads every page of a `{"value": [...], "nextLink": ...}` collection; returns
-    /// the items and the number of pages read.
+    /// Reads every page of a `{"value": [...], "nextLink": ...}` collection (the
+    /// client's paging: a `nextLink` loop is an error); returns the items and the
+    /// number of pages read. Every page must answer 200.
     pub async fn get_all(&self, path: &str) -> Result<(Vec<Value>, usize)> {
-        let mut items = Vec::new();
-        let mut next = Some(path.to_owned());
         let mut pages = 0;
-        while let Some(p) = next.take() {
-            pages += 1;
-            if pages > 10_000 {
-                bail!("more than 10000 pages from {path}: a nextLink loop?");
-            }
-            let r = self.get(&p).await?;
-            if r.status != StatusCode::OK {
-                bail!("GET {p}: {} {}", r.status, r.text);
-            }
-            let page = r.body["value"]
-                .as_array()
-                .ok_or_else(|| anyhow!("GET {p}: no \"value\" array: {}", r.text))?;
-            items.extend(page.iter().cloned());
-            next = r.body["nextLink"].as_str().map(str::to_owned);
-        }
+        let first = self.client.resolve(path)?;
+        let items = collect_pages(
+            first,
+            None,
+            |url: reqwest::Url| {
+                pages += 1;
+                async move {
+                    let r = self.client.raw(Method::GET, url.as_str()).send().await?;
+                    if r.status != StatusCode::OK {
+                        return Err(ClientError::BadResponse {
+                            url: url.to_string(),
+                            what: format!("{} {}", r.status, r.text()),
+                        });
+                    }
+                    parse_page(r.json().unwrap_or(Value::Null), &url)
+                }
+            },
+            |link: &str| self.client.resolve(link),
+        )
+        .await
+        .with_context(|| format!("GET {path} (all pages)"))?;
         Ok((items, pages))
     }
 
@@ -681,10 +667,10 @@ pub async fn visible_state(api: &Api) -> Value {
     serde_json::json!({"models": models, "twins": twins, "relationships": rels, "tokens": tokens})
 }
 
-/// An open SSE stream, parsed into (event type, JSON data) pairs.
+/// An open SSE stream (the client's [`doppel_client::EventStream`]) whose reads
+/// panic after a deadline, for tests.
 pub struct EventStream {
-    resp: reqwest::Response,
-    buf: String,
+    inner: doppel_client::EventStream,
 }
 
 impl EventStream {
@@ -694,53 +680,21 @@ impl EventStream {
 
     /// Opens `path` with `api`'s client and token (e.g. an HTTPS client).
     pub async fn open_with(api: &Api, path: &str) -> EventStream {
-        let resp = api
-            .request(Method::GET, path)
-            .header("accept", "text/event-stream")
-            .send()
+        let inner = api
+            .client
+            .events(path)
             .await
-            .expect("open stream");
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
-        EventStream {
-            resp,
-            buf: String::new(),
-        }
+            .unwrap_or_else(|e| panic!("open stream GET {path}: {e}"));
+        EventStream { inner }
     }
 
     /// The next event, or panics after `within`.
     pub async fn next(&mut self, within: Duration) -> (String, Value) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut kind = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        kind = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                // Keep-alive comments carry no event.
-                if let Some(kind) = kind {
-                    return (
-                        kind,
-                        serde_json::from_str::<Value>(&data).expect("event data is JSON"),
-                    );
-                }
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no event within {within:?}");
-            match tokio::time::timeout(left, self.resp.chunk()).await {
-                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(Ok(None)) => panic!("stream ended"),
-                Ok(Err(e)) => panic!("stream failed: {e}"),
-                Err(_) => panic!("no event within {within:?}"),
-            }
+        match tokio::time::timeout(within, self.inner.next()).await {
+            Ok(Ok(Some(event))) => (event.kind, event.data),
+            Ok(Ok(None)) => panic!("stream ended"),
+            Ok(Err(e)) => panic!("stream failed: {e}"),
+            Err(_) => panic!("no event within {within:?}"),
         }
     }
 }

@@ -40,7 +40,7 @@ async fn patch_v(api: &Api, twin: &str, v: &str) -> Result<StatusCode> {
         .header("content-type", "application/json-patch+json")
         .timeout(Duration::from_secs(12))
         .json(&json!([{"op": "replace", "path": "/v", "value": v}]));
-    Ok(rb.send().await?.status())
+    Ok(rb.send().await?.status)
 }
 
 async fn read_v(api: &Api, twin: &str, local: bool) -> Result<(StatusCode, Option<String>)> {
@@ -51,8 +51,8 @@ async fn read_v(api: &Api, twin: &str, local: bool) -> Result<(StatusCode, Optio
         rb = rb.header("x-doppel-consistency", "local");
     }
     let resp = rb.send().await?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let status = resp.status;
+    let body: Value = resp.json().unwrap_or(Value::Null);
     Ok((status, body["v"].as_str().map(str::to_owned)))
 }
 

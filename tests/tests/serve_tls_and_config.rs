@@ -64,28 +64,27 @@ async fn with_a_certificate_the_api_is_https_only() {
 
     // Plain HTTP to the same port gets no API.
     let plain = node.url.replacen("https://", "http://", 1);
-    match doppel_tests::http_client()
-        .get(format!("{plain}/healthz"))
-        .send()
-        .await
-    {
+    match Api::new(&plain, None).get("/healthz").await {
         Err(_) => {}
         Ok(r) => assert!(
-            !r.status().is_success(),
+            !r.status.is_success(),
             "plain HTTP to the TLS port answered {}",
-            r.status()
+            r.status
         ),
     }
     // A client that does not trust the certificate cannot connect.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     let untrusting = https_client(&[other.cert.der().clone()]);
+    let refused = Api::with_client(untrusting, &node.url, None)
+        .get("/healthz")
+        .await
+        .expect_err("a client trusting another certificate connected");
     assert!(
-        untrusting
-            .get(format!("{}/healthz", node.url))
-            .send()
-            .await
-            .is_err(),
-        "a client trusting another certificate connected"
+        matches!(
+            refused.downcast_ref::<doppel_client::ClientError>(),
+            Some(doppel_client::ClientError::Tls { .. })
+        ),
+        "refused for another reason than TLS: {refused:#}"
     );
 
     // The CLI talks HTTPS with --ca-cert.

@@ -14,7 +14,7 @@ pub mod cluster;
 pub mod ingest;
 mod measure;
 
-use measure::{figures, patch_load, scratch_dir};
+use measure::{bench_clients, figures, patch_load, plant_sensors, scratch_dir};
 
 use clap::{Args, Subcommand};
 use doppel_cluster::{Storage, StorageConfig};
@@ -105,10 +105,7 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(node.serve_until(async {
         let _ = stop_rx.await;
     }));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
-        .build()?;
-    let auth = format!("Bearer {token}");
+    let clients = bench_clients(std::slice::from_ref(&url), &token, a.concurrency)?;
     let model = serde_json::json!([{
         "@context": "dtmi:dtdl:context;3", "@id": "dtmi:doppel:bench:Sensor;1", "@type": "Interface",
         "contents": [
@@ -117,41 +114,13 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
             {"@type": "Property", "name": "status", "schema": "string"}
         ]
     }]);
-    let r = client
-        .post(format!("{url}/models"))
-        .header("authorization", &auth)
-        .json(&model)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        r.status().is_success(),
-        "model upload failed: {} {}",
-        r.status(),
-        r.text().await?
-    );
-    eprintln!("creating {} twins…", a.twins);
-    for i in 0..a.twins {
-        let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"}, "temperature": 20.0, "status": "running"});
-        let r = client
-            .put(format!("{url}/digitaltwins/sensor-{i}"))
-            .header("authorization", &auth)
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "twin create failed: {} {}",
-            r.status(),
-            r.text().await?
-        );
-    }
-    let sample = client
-        .get(format!("{url}/digitaltwins/sensor-0"))
-        .header("authorization", &auth)
+    let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"}, "temperature": 20.0, "status": "running"});
+    plant_sensors(&clients, &model, &body, a.twins).await?;
+    let sample = clients[0]
+        .raw(reqwest::Method::GET, "/digitaltwins/sensor-0")
         .send()
         .await?
-        .bytes()
-        .await?;
+        .body;
     let record_bytes = sample.len();
     let (groups0, cmds0) = (
         stats.groups.load(std::sync::atomic::Ordering::Relaxed),
@@ -159,15 +128,7 @@ async fn bench_patch(a: PatchArgs) -> anyhow::Result<()> {
     );
 
     eprintln!("measuring doppel: {} PATCH requests…", a.ops);
-    let doppel = patch_load(
-        &client,
-        std::slice::from_ref(&url),
-        &auth,
-        a.twins,
-        a.concurrency,
-        a.ops,
-    )
-    .await?;
+    let doppel = patch_load(&clients, a.twins, a.concurrency, a.ops).await?;
     let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed) - groups0;
     let cmds = stats.commands.load(std::sync::atomic::Ordering::Relaxed) - cmds0;
     let _ = stop_tx.send(());

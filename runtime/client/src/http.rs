@@ -16,15 +16,13 @@
 use crate::credentials::{resolve_token, DEFAULT_TOKEN_FILE};
 use crate::error::ClientError;
 use crate::paging::{collect_pages, parse_page};
+use crate::raw::{RawRequest, RawResponse};
 use crate::tls::client_tls_config;
 use crate::ClientConfig;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{
-    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH,
-};
+use reqwest::header::{HeaderValue, ETAG};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
-use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -81,7 +79,7 @@ impl ApiResponse {
 }
 
 /// A configured connection to one doppel node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
@@ -118,6 +116,22 @@ impl ApiClient {
         })
     }
 
+    /// A client over an HTTP client the caller configured (its TLS roots, timeouts),
+    /// with exactly this token (no token file is read), sending [`crate::DEFAULT_API_VERSION`].
+    /// Redirects are the caller's policy here; [`ApiClient::new`] follows none.
+    pub fn with_http(
+        http: reqwest::Client,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            http,
+            base: parse_base_url(url)?,
+            authorization: token.map(bearer_header).transpose()?,
+            api_version: crate::DEFAULT_API_VERSION.to_owned(),
+        })
+    }
+
     /// `<base>/<segments…>?api-version=…&<query…>`.
     pub fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, ClientError> {
         endpoint_url(&self.base, segments, query, &self.api_version)
@@ -131,18 +145,14 @@ impl ApiClient {
         body: Option<RequestBody<'_>>,
         preconditions: &Preconditions,
     ) -> Result<ApiResponse, ClientError> {
-        let mut request = self
-            .http
-            .request(method, url.clone())
-            .header(ACCEPT, "application/json");
-        if let Some(auth) = &self.authorization {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
+        let mut request = RawRequest::new(&self.http, self.authorization.as_ref(), method, Ok(url))
+            .header("accept", "application/json");
         if let Some(etag) = &preconditions.if_match {
-            request = request.header(IF_MATCH, header_value("--if-match", etag)?);
+            header_value("--if-match", etag)?;
+            request = request.header("if-match", etag);
         }
         if preconditions.if_none_match_any {
-            request = request.header(IF_NONE_MATCH, "*");
+            request = request.header("if-none-match", "*");
         }
         if let Some(body) = body {
             let (content_type, value) = match body {
@@ -151,23 +161,19 @@ impl ApiClient {
             };
             let bytes = serde_json::to_vec(value)
                 .map_err(|e| ClientError::Usage(format!("cannot encode request body: {e}")))?;
-            request = request.header(CONTENT_TYPE, content_type).body(bytes);
+            request = request.header("content-type", content_type).body(bytes);
         }
 
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&url, &e))?;
-        let status = response.status();
-        let etag = response
-            .headers()
+        let RawResponse {
+            url,
+            status,
+            headers,
+            body: bytes,
+        } = request.send().await?;
+        let etag = headers
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&url, &e))?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -187,6 +193,40 @@ impl ApiClient {
             etag,
             body,
         })
+    }
+
+    /// A request written by the caller (any path, header and body), answered whatever
+    /// its status: see [`crate::raw`]. `target` is a path under the base URL
+    /// (`/models?x=y`) or an absolute URL (moved onto the base's origin).
+    pub fn raw(&self, method: Method, target: &str) -> RawRequest<'_> {
+        RawRequest::new(
+            &self.http,
+            self.authorization.as_ref(),
+            method,
+            self.resolve(target),
+        )
+    }
+
+    /// The URL a raw `target` stands for (see [`ApiClient::raw`]).
+    pub fn resolve(&self, target: &str) -> Result<Url, ClientError> {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            let url = Url::parse(target)
+                .map_err(|e| ClientError::Usage(format!("invalid URL {target:?}: {e}")))?;
+            return onto_origin(&self.base, url)
+                .map_err(|what| ClientError::Usage(format!("cannot use URL {target:?}: {what}")));
+        }
+        if !target.starts_with('/') {
+            return Err(ClientError::Usage(format!(
+                "{target:?} is neither an absolute URL nor a path starting with '/'"
+            )));
+        }
+        let joined = format!("{}{target}", self.base.as_str().trim_end_matches('/'));
+        Url::parse(&joined).map_err(|e| ClientError::Usage(format!("invalid path {target:?}: {e}")))
+    }
+
+    /// The base URL every request goes to.
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     /// `GET url`, requiring a JSON body.
@@ -273,24 +313,31 @@ pub fn next_link_url(base: &Url, link: &str, api_version: &str) -> Result<Url, C
         url: link.to_owned(),
         what,
     };
-    let mut url = base
+    let url = base
         .join(link)
         .map_err(|e| bad(format!("invalid nextLink: {e}")))?;
-    if url.origin() != base.origin() {
-        url.set_scheme(base.scheme())
-            .map_err(|()| bad("nextLink has an unusable scheme".to_owned()))?;
-        url.set_host(base.host_str())
-            .map_err(|e| bad(format!("cannot rebase nextLink: {e}")))?;
-        url.set_port(base.port())
-            .map_err(|()| bad("cannot rebase nextLink port".to_owned()))?;
-    }
-    // Credentials in a link would be sent as Basic auth next to our bearer token.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
+    let mut url = onto_origin(base, url).map_err(|what| bad(format!("nextLink {what}")))?;
     if !url.query_pairs().any(|(key, _)| key == "api-version") {
         url.query_pairs_mut()
             .append_pair("api-version", api_version);
     }
+    Ok(url)
+}
+
+/// `url` moved onto `base`'s origin (scheme, host, port) if it points elsewhere, with
+/// any user name or password removed: the bearer token goes to `base` only, and
+/// credentials in a URL would be sent as Basic auth beside it.
+fn onto_origin(base: &Url, mut url: Url) -> Result<Url, String> {
+    if url.origin() != base.origin() {
+        url.set_scheme(base.scheme())
+            .map_err(|()| "has an unusable scheme".to_owned())?;
+        url.set_host(base.host_str())
+            .map_err(|e| format!("cannot be rebased: {e}"))?;
+        url.set_port(base.port())
+            .map_err(|()| "cannot be rebased onto the port".to_owned())?;
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     Ok(url)
 }
 
@@ -351,73 +398,6 @@ fn header_value(flag: &str, raw: &str) -> Result<HeaderValue, ClientError> {
             "{flag} {raw:?} contains characters not allowed in an HTTP header"
         ))
     })
-}
-
-/// Classify a failure to get a response: TLS, unreachable server, or a broken exchange.
-fn transport_error(url: &Url, err: &reqwest::Error) -> ClientError {
-    let origin = url.origin().ascii_serialization();
-    let chain = error_chain(err);
-    let cause = chain
-        .last()
-        .map_or_else(|| "unknown error".to_owned(), |e| cause_phrase(*e));
-    if let Some(tls) = chain.iter().find_map(|e| e.downcast_ref::<rustls::Error>()) {
-        return ClientError::Tls {
-            url: origin,
-            cause: tls.to_string(),
-        };
-    }
-    // A peer that hangs up during the handshake (e.g. a plain-http server) is a TLS
-    // failure too, not an unreachable server: the TCP connection was made.
-    let io_kind = chain
-        .iter()
-        .rev()
-        .find_map(|e| e.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind);
-    if url.scheme() == "https" && err.is_connect() && io_kind == Some(ErrorKind::UnexpectedEof) {
-        return ClientError::Tls { url: origin, cause };
-    }
-    if err.is_connect() || err.is_timeout() {
-        ClientError::Unreachable { url: origin, cause }
-    } else {
-        ClientError::Transport {
-            url: url.to_string(),
-            cause,
-        }
-    }
-}
-
-/// `err` and all its causes, outermost first. An io::Error's `source()` skips the
-/// error it wraps (where rustls errors travel, sometimes io::Error in io::Error), so
-/// wrapped errors are followed through `get_ref` as well.
-fn error_chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut chain = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        chain.push(e);
-        let wrapped = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        next = wrapped.or_else(|| e.source());
-    }
-    chain
-}
-
-/// An error as a lower-case phrase without the OS error number
-/// ("connection refused", not "Connection refused (os error 111)").
-fn cause_phrase(err: &dyn std::error::Error) -> String {
-    let text = err.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(i) if text.ends_with(')') => &text[..i],
-        _ => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => "unknown error".to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -545,35 +525,6 @@ mod tests {
         let long = "x".repeat(1000);
         let err = api_error(StatusCode::INTERNAL_SERVER_ERROR, long.as_bytes());
         assert!(err.to_string().len() < 400);
-    }
-
-    #[test]
-    fn causes_are_lower_case_phrases() {
-        let io = std::io::Error::from_raw_os_error(111);
-        let text = cause_phrase(&io);
-        assert!(!text.contains("os error"), "{text}");
-        assert!(
-            text.chars().next().is_some_and(|c| !c.is_uppercase()),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn rustls_errors_are_found_inside_nested_io_errors() {
-        // The shape reqwest produces: io::Error(Other, io::Error(InvalidData, rustls)).
-        let inner = std::io::Error::new(
-            ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
-        let outer = std::io::Error::other(inner);
-        let chain = error_chain(&outer);
-        assert_eq!(chain.len(), 3);
-        assert!(chain[2].downcast_ref::<rustls::Error>().is_some());
-        assert_eq!(
-            cause_phrase(chain[2]),
-            "invalid peer certificate: UnknownIssuer"
-        );
-        assert_eq!(error_chain(&std::io::Error::other("x")).len(), 2);
     }
 
     #[test]

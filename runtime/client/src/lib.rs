@@ -6,6 +6,8 @@
 //!        │  one request → ApiResponse | ClientError (error.rs)
 //!        ▼
 //!   collect_pages (paging.rs) follows `nextLink` for every list
+//!   RawRequest (raw.rs): any path, header and body; every status is an answer
+//!   EventStream (events.rs): server-sent events as (type, JSON data)
 //! ```
 //!
 //! Contract: the bearer token is sent only to the origin of the configured URL:
@@ -14,17 +16,21 @@
 
 mod credentials;
 mod error;
+pub mod events;
 mod http;
 mod paging;
+pub mod raw;
 mod tls;
 
 pub use credentials::{resolve_token, DEFAULT_TOKEN_FILE};
 pub use error::ClientError;
+pub use events::{Event, EventStream};
 pub use http::{
     api_error, encode_segment, endpoint_url, next_link_url, parse_base_url, ApiClient, ApiResponse,
     Preconditions, RequestBody,
 };
-pub use paging::{collect_pages, parse_page};
+pub use paging::{collect_pages, parse_page, Page};
+pub use raw::{RawRequest, RawResponse};
 pub use tls::client_tls_config;
 
 /// Where and how to reach a node.

@@ -8,9 +8,10 @@
 //! majority of the replicas for RF = 3). Cluster clients are spread over all three
 //! nodes, so two thirds of them reach their shard's leader through a forward.
 
-use super::measure::Figures;
+use super::measure::{bench_clients, patch_load, plant_sensors, Figures};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use doppel_client::ApiClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -190,15 +191,11 @@ pub async fn bench_cluster(a: ClusterBenchArgs) -> Result<()> {
 }
 
 async fn wait_replicated(url: &str, token: &str) -> Result<()> {
-    let client = reqwest::Client::new();
+    let client = ApiClient::with_http(reqwest::Client::new(), url, Some(token))?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s: serde_json::Value = client
-            .get(format!("{url}/cluster/status"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
+        let s = client
+            .get_json(client.url(&["cluster", "status"], &[])?)
             .await?;
         let ok = s["groups"].as_array().is_some_and(|g| {
             g.iter().all(|g| {
@@ -218,10 +215,7 @@ async fn wait_replicated(url: &str, token: &str) -> Result<()> {
 /// Creates the model and twins through `urls[0]`, then runs the PATCH load with
 /// clients spread over `urls`.
 async fn run_load(a: &ClusterBenchArgs, urls: &[String], token: &str) -> Result<Figures> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
-        .build()?;
-    let auth = format!("Bearer {token}");
+    let clients = bench_clients(urls, token, a.concurrency)?;
     let model = serde_json::json!([{
         "@context": "dtmi:dtdl:context;3", "@id": "dtmi:doppel:bench:Sensor;1", "@type": "Interface",
         "contents": [
@@ -229,23 +223,8 @@ async fn run_load(a: &ClusterBenchArgs, urls: &[String], token: &str) -> Result<
             {"@type": "Property", "name": "status", "schema": "string"}
         ]
     }]);
-    let r = client
-        .post(format!("{}/models", urls[0]))
-        .header("authorization", &auth)
-        .json(&model)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "model upload: {}", r.text().await?);
-    for i in 0..a.twins {
-        let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"},
-            "temperature": 20.0, "status": "running"});
-        let r = client
-            .put(format!("{}/digitaltwins/sensor-{i}", urls[i % urls.len()]))
-            .header("authorization", &auth)
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "twin create: {}", r.text().await?);
-    }
-    super::measure::patch_load(&client, urls, &auth, a.twins, a.concurrency, a.ops).await
+    let body = serde_json::json!({"$metadata": {"$model": "dtmi:doppel:bench:Sensor;1"},
+        "temperature": 20.0, "status": "running"});
+    plant_sensors(&clients, &model, &body, a.twins).await?;
+    patch_load(&clients, a.twins, a.concurrency, a.ops).await
 }

@@ -1,5 +1,8 @@
 //! What the benches share: the PATCH load, latency figures, scratch directories.
 
+use anyhow::Context;
+use doppel_client::{ApiClient, Preconditions, RequestBody};
+use reqwest::Method;
 use std::time::{Duration, Instant};
 
 /// Latency summary of one measured phase.
@@ -10,13 +13,58 @@ pub struct Figures {
     pub p99_ms: f64,
 }
 
-/// The PATCH load of `bench patch` and `bench cluster`: `concurrency` clients, spread
-/// over `urls`, replace the `temperature` of twins `sensor-0..twins` round-robin until
-/// `ops` requests are acknowledged (each must answer 204).
-pub async fn patch_load(
-    client: &reqwest::Client,
+/// One client per node URL for a load of `concurrency` workers, all sharing one
+/// connection pool, with `token`.
+pub fn bench_clients(
     urls: &[String],
-    auth: &str,
+    token: &str,
+    concurrency: usize,
+) -> anyhow::Result<Vec<ApiClient>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    urls.iter()
+        .map(|url| Ok(ApiClient::with_http(http.clone(), url, Some(token))?))
+        .collect()
+}
+
+/// Uploads `model` (an array holding the Sensor interface) through the first client
+/// and creates twins `sensor-0..twins` of it round-robin over the clients, each with
+/// `body`.
+pub async fn plant_sensors(
+    clients: &[ApiClient],
+    model: &serde_json::Value,
+    body: &serde_json::Value,
+    twins: usize,
+) -> anyhow::Result<()> {
+    let none = Preconditions::default();
+    let first = &clients[0];
+    first
+        .call(
+            Method::POST,
+            first.url(&["models"], &[])?,
+            Some(RequestBody::Json(model)),
+            &none,
+        )
+        .await
+        .context("model upload")?;
+    eprintln!("creating {twins} twins…");
+    for i in 0..twins {
+        let client = &clients[i % clients.len()];
+        let url = client.url(&["digitaltwins", &format!("sensor-{i}")], &[])?;
+        client
+            .call(Method::PUT, url, Some(RequestBody::Json(body)), &none)
+            .await
+            .with_context(|| format!("creating twin sensor-{i}"))?;
+    }
+    Ok(())
+}
+
+/// The PATCH load of `bench patch` and `bench cluster`: `concurrency` workers, spread
+/// over `clients` (one per node), replace the `temperature` of twins `sensor-0..twins`
+/// round-robin until `ops` requests are acknowledged (each must answer 204).
+pub async fn patch_load(
+    clients: &[ApiClient],
     twins: usize,
     concurrency: usize,
     ops: usize,
@@ -25,26 +73,23 @@ pub async fn patch_load(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let n = ops / concurrency + usize::from(w < ops % concurrency);
-        let url = urls[w % urls.len()].clone();
-        let (client, auth) = (client.clone(), auth.to_owned());
+        let client = clients[w % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
+            let none = Preconditions::default();
             let mut lat = Vec::with_capacity(n);
             for i in 0..n {
                 let twin = (w + i * 7919) % twins;
                 let patch = serde_json::json!([{"op": "replace", "path": "/temperature", "value": (i as f64) * 0.1}]);
+                let url = client.url(&["digitaltwins", &format!("sensor-{twin}")], &[])?;
                 let t = Instant::now();
                 let r = client
-                    .patch(format!("{url}/digitaltwins/sensor-{twin}"))
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json-patch+json")
-                    .json(&patch)
-                    .send()
-                    .await?;
+                    .call(Method::PATCH, url, Some(RequestBody::JsonPatch(&patch)), &none)
+                    .await
+                    .context("PATCH failed")?;
                 anyhow::ensure!(
-                    r.status().as_u16() == 204,
-                    "PATCH failed: {} {}",
-                    r.status(),
-                    r.text().await?
+                    r.status.as_u16() == 204,
+                    "PATCH answered {} instead of 204",
+                    r.status
                 );
                 lat.push(t.elapsed());
             }
