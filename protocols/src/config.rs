@@ -1,5 +1,8 @@
-//! Configuration of the MQTT server: one struct, plain numbers with units in
-//! their names, defaults that suit a single node, validated once at start-up.
+//! Configuration of the device edge: the MQTT server ([`MqttServerConfig`]: plain
+//! numbers with units in their names, defaults that suit a single node) and the
+//! external brokers a tenant is attached to ([`ExternalBroker`], one
+//! `[[external_brokers]]` entry of the node's config file). Each is validated once at
+//! start-up; a [`ConfigError`] names the bad key.
 //!
 //! TLS is not here: a `rustls::ServerConfig` is built by the caller (from
 //! files, with the ring provider) and handed to [`crate::MqttServer::bind`].
@@ -41,7 +44,7 @@ impl Default for MqttServerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid MQTT server config: {key}: {reason}")]
+#[error("invalid config: {key}: {reason}")]
 pub struct ConfigError {
     pub key: &'static str,
     pub reason: String,
@@ -90,9 +93,107 @@ impl MqttServerConfig {
     }
 }
 
+/// One `[[external_brokers]]` entry of the node's config file: a tenant whose devices
+/// publish on an external MQTT broker (see [`crate::iothub::external_broker`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBroker {
+    /// The tenant whose devices publish on this broker.
+    pub tenant: String,
+    /// `host:port` of the broker.
+    pub address: String,
+    /// MQTT client id of this doppel node at the broker.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Shared-subscription group; nodes in one group split the devices' messages.
+    #[serde(default = "default_group")]
+    pub share_group: String,
+}
+
+fn default_client_id() -> String {
+    "doppel".into()
+}
+
+fn default_group() -> String {
+    "doppel".into()
+}
+
+impl ExternalBroker {
+    /// Checks the entry; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: String| Err(ConfigError { key, reason });
+        if let Err(e) = doppel_twins::ids::check_tenant(&self.tenant) {
+            return bad("external_brokers.tenant", format!("'{}' {e}", self.tenant));
+        }
+        if self.host_port().is_none() {
+            return bad(
+                "external_brokers.address",
+                format!("'{}' is not host:port", self.address),
+            );
+        }
+        if self.share_group.is_empty() || self.share_group.contains(['/', '+', '#']) {
+            return bad(
+                "external_brokers.share_group",
+                "must be a plain name".to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The broker's host and port, when `address` is `host:port`.
+    pub fn host_port(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.address.rsplit_once(':')?;
+        let port = port.parse::<u16>().ok()?;
+        (!host.is_empty()).then_some((host, port))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_broker_entries_are_checked_by_field() {
+        let ok = ExternalBroker {
+            tenant: "default".into(),
+            address: "127.0.0.1:1883".into(),
+            client_id: "doppel".into(),
+            username: None,
+            password: None,
+            share_group: "doppel".into(),
+        };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.host_port(), Some(("127.0.0.1", 1883)));
+        for (bad, key) in [
+            (
+                ExternalBroker {
+                    address: "nowhere".into(),
+                    ..ok.clone()
+                },
+                "external_brokers.address",
+            ),
+            (
+                ExternalBroker {
+                    tenant: "Bad Tenant".into(),
+                    ..ok.clone()
+                },
+                "external_brokers.tenant",
+            ),
+            (
+                ExternalBroker {
+                    share_group: "a/b".into(),
+                    ..ok.clone()
+                },
+                "external_brokers.share_group",
+            ),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().key, key);
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_key() {

@@ -3,9 +3,12 @@
 //! Devices are many, slow and untrusted. This crate is where they meet doppel:
 //! an MQTT server ([`MqttServer`]) that authenticates each device, confines it
 //! to its own topics, hands each publish to the application and acknowledges
-//! it only when the application says the change is durable; the Azure IoT Hub
-//! MQTT conventions ([`iothub`]) and SAS tokens ([`sas`]) so that devices
-//! written for IoT Hub work unchanged.
+//! it only when the application says the change is durable; Azure IoT Hub's
+//! semantics ([`iothub`]: topics, the device twin, direct methods, desired state,
+//! and an external broker attached as a client) and SAS tokens ([`sas`]) so that
+//! devices written for IoT Hub work unchanged. Every change a device asks for is
+//! handed to a [`CommandSink`] (the node implements it) as a `doppel_twins::Command`:
+//! adapters never touch storage.
 //!
 //! ```text
 //!  device ──MQTT 3.1.1/5 [TLS]──► MqttServer ──► connection task ──► EdgeHandler (application)
@@ -14,7 +17,7 @@
 //!                            ConnectionRegistry ◄─────┘ send(device, topic, payload) / disconnect(device)
 //! ```
 //!
-//! The application (doppel-runtime) implements [`EdgeHandler`] with doppel
+//! [`iothub::device_edge::IotHubEdge`] implements [`EdgeHandler`] with doppel
 //! types only ([`ConnectInfo`], [`DeviceSession`], [`PublishRefusal`], ...);
 //! no MQTT codec type crosses that boundary.
 //!
@@ -67,9 +70,13 @@
 //! - [`server`] / `connection`: listener and per-connection protocol.
 //! - [`registry`]: connected devices; `send` and `disconnect`.
 //! - [`codec`]: packets on the wire, and every code mapping.
-//! - [`config`]: the server's one config struct, [`MqttServerConfig`].
-//! - [`iothub`], [`sas`]: Azure IoT Hub MQTT conventions and SAS tokens.
+//! - [`config`]: the server's config struct, [`MqttServerConfig`], and an external
+//!   broker's, [`ExternalBroker`].
+//! - [`sink`]: [`CommandSink`], where adapters hand their commands.
+//! - [`iothub`], [`sas`]: Azure IoT Hub semantics and SAS tokens.
+//! - `backoff`: waits between attempts.
 
+mod backoff;
 pub mod codec;
 pub mod config;
 mod connection;
@@ -78,8 +85,9 @@ pub mod iothub;
 pub mod registry;
 pub mod sas;
 pub mod server;
+pub mod sink;
 
-pub use config::{ConfigError, MqttServerConfig};
+pub use config::{ConfigError, ExternalBroker, MqttServerConfig};
 pub use edge::{
     BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
     EdgeHandler, InboundPublish, ProtocolVersion, PublishReason, PublishRefusal, Qos,
@@ -87,3 +95,4 @@ pub use edge::{
 };
 pub use registry::{ConnectionRegistry, OutboundMessage, SendError};
 pub use server::{MqttServer, ServerError};
+pub use sink::{CommandError, CommandSink};

@@ -11,7 +11,8 @@
 //!   body) and asserting ADT-style errors ([`Resp::assert_error`]);
 //! - [`run_doppel`]: one CLI invocation with a deadline, for the client subcommands and
 //!   start-up failures;
-//! - [`wait_until`]: poll a condition until a deadline (tests never sleep blindly).
+//! - [`wait_until`]: poll a condition until a deadline (tests never sleep blindly);
+//! - [`Mosquitto`]: a real external broker, and a node attached to it.
 //!
 //! Contract: a node process never outlives its [`Node`] (dropping it sends SIGKILL),
 //! and every failure message carries the node's stderr log so a red test explains
@@ -28,6 +29,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod mosquitto;
+
+pub use mosquitto::Mosquitto;
 
 /// How long a node may take to print its URL after being started.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);

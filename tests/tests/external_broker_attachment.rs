@@ -3,131 +3,18 @@
 //! properties into durable twin changes (acknowledging to the broker only then), drops
 //! what breaks the model, and publishes desired values back through the broker.
 
-use doppel_tests::{interface, EventStream, Node};
+use doppel_tests::{interface, EventStream, Mosquitto};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PUMP: &str = "dtmi:doppel:test:external:Pump;1";
 
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start() -> Mosquitto {
-        Mosquitto::start_with("")
-    }
-
-    /// With extra lines of mosquitto.conf.
-    fn start_with(extra: &str) -> Mosquitto {
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto is not installed: run deploy/setup.sh");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .args(["-c", conf.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn publish(&self, topic: &str, payload: &str) {
-        let out = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
-            .args(["-i", "pump-1", "-t", topic, "-m", payload])
-            .output()
-            .expect("mosquitto_pub runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A node whose tenant `default` is attached to `broker` as `client_id`, and the
-/// temporary directory of its config.
-fn attached_node(broker: &Mosquitto, client_id: &str) -> (Node, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("doppel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[external_brokers]]\ntenant = \"default\"\naddress = \"127.0.0.1:{}\"\nclient_id = \"{client_id}\"\n",
-            broker.port
-        ),
-    )
-    .unwrap();
-    let node = Node::start_with(&["--config", config.to_str().unwrap()]).expect("node");
-    (node, dir)
-}
-
-/// Publishes `payload` for pump-1 until its telemetry event comes through (doppel
-/// subscribes once connected), and returns that event.
-async fn first_through(
-    broker: &Mosquitto,
-    events: &mut EventStream,
-    payload: &str,
-) -> (String, Value) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no telemetry came through the broker"
-        );
-        broker.publish("devices/pump-1/messages/events/", payload);
-        let got = tokio::time::timeout(
-            Duration::from_millis(700),
-            events.next(Duration::from_secs(60)),
-        )
-        .await;
-        if let Ok(event) = got {
-            return event;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_state() {
     let broker = Mosquitto::start();
-    let (node, _dir) = attached_node(&broker, "doppel-test");
+    let (node, _dir) = broker.attached_node("doppel-test");
     assert!(
         node.banner
             .iter()
@@ -153,7 +40,9 @@ async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_
     let mut events = EventStream::open(&node, "/digitaltwins/pump-1/events", &token).await;
 
     // doppel subscribes once connected; publish until the first message comes through.
-    let first = first_through(&broker, &mut events, "{\"temp\": 1.5}").await;
+    let first = broker
+        .first_through(&mut events, "pump-1", "{\"temp\": 1.5}")
+        .await;
     assert_eq!(first.0, "Microsoft.DigitalTwins.Telemetry");
     assert_eq!(first.1["data"], json!({"temp": 1.5}));
     // A message that breaks the model is dropped; the next good one arrives (earlier
@@ -241,7 +130,7 @@ async fn a_tenant_attached_to_mosquitto_gets_its_devices_data_and_sends_desired_
 async fn a_burst_through_the_broker_is_taken_whole_and_in_order() {
     // The broker queues everything for doppel (its default drops past 1,000 queued).
     let broker = Mosquitto::start_with("max_queued_messages 0\n");
-    let (node, _dir) = attached_node(&broker, "doppel-burst");
+    let (node, _dir) = broker.attached_node("doppel-burst");
     let api = node.api();
     api.upload_models(&json!([interface(
         PUMP,
@@ -254,7 +143,9 @@ async fn a_burst_through_the_broker_is_taken_whole_and_in_order() {
         .unwrap();
     let token = api.token.clone().unwrap();
     let mut events = EventStream::open(&node, "/digitaltwins/pump-1/events", &token).await;
-    let (_, e) = first_through(&broker, &mut events, "{\"temp\": -1}").await;
+    let (_, e) = broker
+        .first_through(&mut events, "pump-1", "{\"temp\": -1}")
+        .await;
     assert_eq!(e["data"]["temp"], -1, "{e}");
     // Drain what the probing sent meanwhile.
     while tokio::time::timeout(

@@ -4,7 +4,8 @@
 //! Azure-Digital-Twins-style [`ErrorCode`] ([`TwinError::code`]) and an [`ErrorKind`].
 //! [`ErrorCode`] is the one list of codes doppel answers with, on every edge (the
 //! node's own codes — overload, leadership, auth — are in it too); the one mapping
-//! from a code to an HTTP status or an MQTT reason lives in the node's edges.
+//! to an HTTP status lives in the node's HTTP edge, the one to an MQTT reason in
+//! `doppel_protocols::iothub::inbound`.
 
 use crate::codec::CorruptRecord;
 use crate::store::StoreError;

@@ -1,6 +1,7 @@
 //! The node's configuration: one struct, read from an optional TOML file, overridden
 //! by command-line flags, validated once at start-up with messages naming the key.
 
+use doppel_protocols::config::ExternalBroker;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub struct NodeConfig {
     /// Address of the MQTT-over-TLS listener (Azure IoT Hub devices use 8883), with
     /// the `tls_cert`/`tls_key` certificate; only when those are set; `""` turns it off.
     pub mqtts: Option<String>,
-    /// External MQTT brokers to attach tenants to (see `crate::edge::external_broker`).
+    /// External MQTT brokers to attach tenants to (see `doppel_protocols::iothub::external_broker`).
     #[serde(default)]
     pub external_brokers: Vec<ExternalBroker>,
     /// Allow plain HTTP (and plain MQTT) on a non-loopback address.
@@ -280,58 +281,6 @@ impl NodeConfig {
                 cool_off: Duration::from_millis(self.tenant_suspend_ms),
             },
         }
-    }
-}
-
-/// One `[[external_brokers]]` entry of the node's config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalBroker {
-    /// The tenant whose devices publish on this broker.
-    pub tenant: String,
-    /// `host:port` of the broker.
-    pub address: String,
-    /// MQTT client id of this doppel node at the broker.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    /// Shared-subscription group; nodes in one group split the devices' messages.
-    #[serde(default = "default_group")]
-    pub share_group: String,
-}
-
-fn default_client_id() -> String {
-    "doppel".into()
-}
-
-fn default_group() -> String {
-    "doppel".into()
-}
-
-impl ExternalBroker {
-    /// Checks the entry; the error names the field.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        doppel_twins::ids::check_tenant(&self.tenant)
-            .map_err(|e| anyhow::anyhow!("external_brokers.tenant '{}' {e}", self.tenant))?;
-        let (host, port) = self.address.rsplit_once(':').ok_or_else(|| {
-            anyhow::anyhow!(
-                "external_brokers.address '{}' is not host:port",
-                self.address
-            )
-        })?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            anyhow::bail!(
-                "external_brokers.address '{}' is not host:port",
-                self.address
-            );
-        }
-        if self.share_group.is_empty() || self.share_group.contains(['/', '+', '#']) {
-            anyhow::bail!("external_brokers.share_group must be a plain name");
-        }
-        Ok(())
     }
 }
 

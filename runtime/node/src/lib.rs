@@ -7,14 +7,15 @@
 //! ```text
 //!  start         Node::start: storage, Raft groups, actors, bootstrap, listeners (the one assembly)
 //!  ─────────────────────────────────────────────────────────────────────────────────────────
-//!  http  edge    edges: parse, authenticate, call the node, map results (HTTP / MQTT, IoT Hub)
+//!  http  edge    edges: HTTP (parse, authenticate, call the node, map results); devices
+//!                (the node as the CommandSink of doppel-protocols' IoT Hub adapters)
 //!  ─────────────────────────────────────────────────────────────────────────────────────────
 //!  coordination  changes that must agree with every shard (mark → check → finish | abort)
 //!  dispatch      a Command to its shard's leader: the local twin actor / proposer, or forwarded
 //!  bootstrap     first start: tenant `default` and its admin token
 //!  ─────────────────────────────────────────────────────────────────────────────────────────
 //!  node          the Node handle every layer above shares (storage, proposer, actors, config)
-//!  actors  methods  tokens  config  tls  retry   building blocks with no knowledge of the layers above
+//!  actors  tokens  config  tls  retry   building blocks with no knowledge of the layers above
 //! ```
 //!
 //! Contract: state changes only through a `doppel_twins::Command` handed to
@@ -29,7 +30,6 @@ pub mod dispatch;
 pub mod edge;
 pub mod forward;
 pub mod http;
-pub mod methods;
 pub mod node;
 pub mod retry;
 pub mod start;

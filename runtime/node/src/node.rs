@@ -7,8 +7,8 @@
 
 use crate::actors::TwinActors;
 use crate::config::NodeConfig;
-use crate::methods::MethodCalls;
 use doppel_cluster::{Proposer, Storage, StorageConfig};
+use doppel_protocols::iothub::methods::MethodCalls;
 use doppel_protocols::registry::ConnectionRegistry;
 use std::sync::{Arc, OnceLock};
 

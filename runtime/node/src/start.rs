@@ -11,13 +11,14 @@
 //! ```
 
 use crate::config::NodeConfig;
-use crate::edge::external_broker::{self, ExternalBroker, ExternalStats};
 use crate::edge::Edge;
 use crate::forward::{Forwarded, HttpAnswer};
 use crate::node::Node;
 use axum::Router;
 use doppel_cluster::node::ForwardHandler;
 use doppel_cluster::raft::NodeId;
+use doppel_protocols::config::ExternalBroker;
+use doppel_protocols::iothub::external_broker::ExternalStats;
 use futures_util::future::BoxFuture;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -85,7 +86,12 @@ impl Node {
         let external_brokers = config
             .external_brokers
             .iter()
-            .map(|b| (b.clone(), external_broker::attach(node.clone(), b.clone())))
+            .map(|b| {
+                (
+                    b.clone(),
+                    crate::edge::attach_external(node.clone(), b.clone()),
+                )
+            })
             .collect();
         Ok(RunningNode {
             created_admin_token,

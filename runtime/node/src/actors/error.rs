@@ -2,8 +2,9 @@
 //!
 //! Each variant names the tenant and twin. [`ActorError::code`] and
 //! [`ActorError::disposition`] are what every edge maps from (HTTP status in
-//! `http::api_error`, MQTT reason in the device edge, retry in the external broker,
-//! the answer of a forwarded command).
+//! `http::api_error`; the device edge's MQTT reason and the external broker's retry
+//! from the `CommandError` that `edge::command_sink` makes of it; the answer of a
+//! forwarded command).
 
 use doppel_cluster::ProposeError;
 use doppel_twins::{Disposition, ErrorCode, ErrorKind};

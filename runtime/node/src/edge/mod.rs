@@ -1,33 +1,33 @@
-//! The device edge: devices bind to their twins over MQTT (3.1.1 and 5), speaking
-//! Azure IoT Hub's MQTT conventions, on doppel's own MQTT server (`doppel-protocols`).
+//! The device edge: the node's wiring of `doppel-protocols`' IoT Hub adapters — the
+//! embedded MQTT server (3.1.1 and 5) and the external brokers tenants are attached
+//! to. What a device's message means, how desired state reaches it and how a device
+//! authenticates are the protocols crate's (`doppel_protocols::iothub`); the node
+//! gives the adapters a [`CommandSink`] (itself, [`command_sink`]) and records
+//! devices' connections on their twins.
 //!
 //! ```text
-//!  device ──MQTT──▶ MqttServer ──▶ DeviceEdge (auth, topic → Command) ──▶ Proposer ──▶ fsync ──▶ PUBACK
-//!                        ▲
-//!                        └── desired-state pusher ◀── change events (after commit)
+//!  device ──MQTT──▶ MqttServer ──▶ IotHubEdge ──▶ CommandSink (Node: dispatch ──▶ fsync) ──▶ PUBACK
+//!                        ▲              └── ConnectionChange ──▶ record_connections ──▶ SetConnection
+//!                        └── desired pusher ◀── change events (after commit)
+//!  device ──MQTT──▶ external broker ──▶ external_broker::attach ──▶ CommandSink ──▶ PUBACK to the broker
 //! ```
 //!
-//! The pusher follows committed changes: when an app sets a writable property, the
-//! new desired values go to the connected device on
-//! `$iothub/twin/PATCH/properties/desired/?$version=N`; when a device (re)subscribes
-//! there, every desired value it has not acknowledged yet is delivered; when a device
-//! is disabled or deleted, its connection is cut at once. Connects and disconnects
-//! are recorded on the twin (`$metadata.$connection`) and announced as
+//! Connects and disconnects are recorded on the twin (`$metadata.$connection`, with
+//! this node's id) in the order they happened, and announced as
 //! `doppel.Device.Connected` / `doppel.Device.Disconnected` events.
 
-mod desired;
-mod device_edge;
-pub mod device_twin;
-pub mod external_broker;
-
-pub use device_edge::{tenant_of_hub, DeviceEdge, EdgeStats};
+pub mod command_sink;
 
 use crate::node::Node;
-use doppel_protocols::config::MqttServerConfig;
+use doppel_protocols::config::{ExternalBroker, MqttServerConfig};
+use doppel_protocols::iothub::desired;
+use doppel_protocols::iothub::device_edge::{ConnectionChange, EdgeStats, IotHubEdge};
+use doppel_protocols::iothub::external_broker::{self, ExternalStats};
 use doppel_protocols::registry::ConnectionRegistry;
 use doppel_protocols::server::MqttServer;
+use doppel_protocols::CommandSink;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A running device edge: a plain MQTT listener, an MQTT-over-TLS one, or both,
 /// sharing one handler and one registry of connected devices.
@@ -64,14 +64,14 @@ pub async fn start(
     let (connections, changes) = tokio::sync::mpsc::channel(10_000);
     tokio::spawn(record_connections(state.clone(), changes));
     let registry = ConnectionRegistry::new();
-    let handler = Arc::new(DeviceEdge {
-        state: state.clone(),
+    let sink: Arc<dyn CommandSink> = Arc::new(state.clone());
+    let handler = Arc::new(IotHubEdge::new(
+        sink.clone(),
+        registry.clone(),
+        state.devices.calls.clone(),
         connections,
-        last_activity: Default::default(),
-        registry: OnceLock::new(),
-        stats: stats.clone(),
-    });
-    let _ = handler.registry.set(registry.clone());
+        stats.clone(),
+    ));
     state.devices.set_registry(registry.clone());
     let bind = |addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>| {
         let config = MqttServerConfig {
@@ -96,14 +96,19 @@ pub async fn start(
         ),
         None => None,
     };
-    tokio::spawn(desired::follow_changes(state, registry));
+    tokio::spawn(desired::follow_changes(sink, Arc::new(registry)));
     Ok(Edge { plain, tls, stats })
+}
+
+/// Attaches `broker`'s tenant to it (see `doppel_protocols::iothub::external_broker`).
+pub fn attach_external(state: Node, broker: ExternalBroker) -> Arc<ExternalStats> {
+    external_broker::attach(Arc::new(state), broker)
 }
 
 /// Writes connection changes to the devices' twins, in the order they happened.
 async fn record_connections(
     state: Node,
-    mut changes: tokio::sync::mpsc::Receiver<device_edge::ConnectionChange>,
+    mut changes: tokio::sync::mpsc::Receiver<ConnectionChange>,
 ) {
     while let Some(c) = changes.recv().await {
         let cmd = doppel_twins::Command::SetConnection {

@@ -1,5 +1,6 @@
-//! Direct methods: an app invokes a DTDL Command of a twin; the edge delivers it to
-//! the connected device as an IoT Hub direct method and waits for its answer.
+//! Direct methods: an app invokes a DTDL Command of a twin; the embedded broker
+//! delivers it to the connected device as an IoT Hub direct method and waits for its
+//! answer (the device edge hands each `$iothub/methods/res/…` to [`MethodCalls::complete`]).
 //!
 //! ```text
 //!  POST /digitaltwins/{id}/commands/{name} ─▶ MethodCalls::call ─▶ $iothub/methods/POST/{name}/?$rid=R
@@ -11,10 +12,10 @@
 //! `Offline` / `NotListening` at once, or with `Timeout` after the caller's deadline
 //! (its pending entry is removed then, so a late answer is dropped, not leaked).
 
+use super::topics;
+use crate::edge::{DeviceKey, Qos};
+use crate::registry::{ConnectionRegistry, SendError};
 use bytes::Bytes;
-use doppel_protocols::edge::{DeviceKey, Qos};
-use doppel_protocols::iothub;
-use doppel_protocols::registry::{ConnectionRegistry, SendError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,7 @@ impl MethodCalls {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(rid, (device.clone(), tx));
         let body = Bytes::from(serde_json::to_vec(payload).unwrap_or_default());
-        let topic = iothub::method_request_topic(method, &rid.to_string());
+        let topic = topics::method_request_topic(method, &rid.to_string());
         if let Err(e) = registry.send(device, &topic, body, Qos::AtMostOnce) {
             self.lock().remove(&rid);
             let id = device.device_id.clone();

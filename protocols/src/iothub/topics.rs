@@ -1,6 +1,7 @@
-//! Azure IoT Hub's MQTT conventions, so that devices written for IoT Hub / IoT
-//! Plug and Play work against doppel unchanged. Pure functions: parse what a
-//! device sends, format what doppel sends back.
+//! The topics: Azure IoT Hub's MQTT conventions, so that devices written for IoT Hub /
+//! IoT Plug and Play work against doppel unchanged, and the conventions of devices
+//! behind an external broker. Pure functions: parse what a device sends, format what
+//! doppel sends back.
 //!
 //! ```text
 //! device → doppel (publish)
@@ -15,6 +16,16 @@
 //!   devices/{id}/messages/devicebound/{property bag}     cloud-to-device message   (devices/{id}/messages/devicebound/#)
 //! CONNECT
 //!   client id = {device id}, username = {hub host}/{device id}/?api-version=…, password = SAS token
+//! ```
+//!
+//!
+//! Behind an external broker the connection is the broker's, so the device id is in
+//! every topic (the broker confines each device to its own):
+//!
+//! ```text
+//! device → doppel   devices/{id}/messages/events/{property bag}   telemetry
+//!                   devices/{id}/twin/reported                    reported properties (Plug and Play acks)
+//! doppel → device   devices/{id}/twin/desired                     desired values an app set, with `$version`
 //! ```
 //!
 //! Contract: [`parse_device_topic`] is the publish ACL of an IoT Hub device:
@@ -307,6 +318,54 @@ pub fn parse_cloud_topic(topic: &str) -> Result<CloudTopic, TopicError> {
     Err(TopicError::Unknown(topic.to_string()))
 }
 
+/// A topic a device behind an external broker publishes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTopic {
+    /// Telemetry, with its property bag as on IoT Hub.
+    Telemetry {
+        device_id: String,
+        properties: Vec<(String, String)>,
+    },
+    /// A reported-properties patch.
+    Reported { device_id: String },
+}
+
+/// Parse a topic of a device behind an external broker (the device id is the topic's).
+pub fn parse_broker_topic(topic: &str) -> Result<BrokerTopic, TopicError> {
+    let unknown = || TopicError::Unknown(topic.to_string());
+    let (device_id, tail) = topic
+        .strip_prefix("devices/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(id, _)| !id.is_empty())
+        .ok_or_else(unknown)?;
+    if tail == "twin/reported" {
+        return Ok(BrokerTopic::Reported {
+            device_id: device_id.to_string(),
+        });
+    }
+    match parse_device_topic(device_id, topic)? {
+        DeviceTopic::Telemetry { properties } => Ok(BrokerTopic::Telemetry {
+            device_id: device_id.to_string(),
+            properties,
+        }),
+        _ => Err(unknown()),
+    }
+}
+
+/// The filters doppel subscribes to on an external broker, through shared
+/// subscription `group` (nodes of one group split the messages).
+pub fn broker_subscriptions(group: &str) -> [String; 2] {
+    [
+        format!("$share/{group}/devices/+/messages/events/#"),
+        format!("$share/{group}/devices/+/twin/reported"),
+    ]
+}
+
+/// Where doppel publishes a device's desired values on an external broker.
+pub fn broker_desired_topic(device_id: &str) -> String {
+    format!("devices/{device_id}/twin/desired")
+}
+
 /// The MQTT user name of an IoT Hub device: `{hub}/{device_id}/?api-version=…`
 /// (modules: `{hub}/{device_id}/{module_id}/?…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,6 +558,40 @@ mod tests {
         for bad in ["", "hub", "hub/", "/dev", "a/b/c/d/?x", "hub/dev/?%ff"] {
             assert_eq!(IotHubUsername::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn broker_topics_name_the_device_and_the_kind() {
+        assert_eq!(
+            parse_broker_topic("devices/pump-1/messages/events/"),
+            Ok(BrokerTopic::Telemetry {
+                device_id: "pump-1".into(),
+                properties: vec![]
+            })
+        );
+        assert_eq!(
+            parse_broker_topic("devices/pump-1/messages/events/$.ct=application%2Fjson"),
+            Ok(BrokerTopic::Telemetry {
+                device_id: "pump-1".into(),
+                properties: vec![s("$.ct", "application/json")]
+            })
+        );
+        assert_eq!(
+            parse_broker_topic("devices/pump-1/twin/reported"),
+            Ok(BrokerTopic::Reported {
+                device_id: "pump-1".into()
+            })
+        );
+        for bad in [
+            "devices//twin/reported",
+            "devices/pump-1/twin/desired",
+            "devices/pump-1/messages/eventsX",
+            "other/pump-1",
+            "",
+        ] {
+            assert!(parse_broker_topic(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(broker_desired_topic("p"), "devices/p/twin/desired");
     }
 
     #[test]

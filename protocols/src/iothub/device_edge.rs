@@ -1,37 +1,42 @@
-//! [`DeviceEdge`]: doppel's answer to everything a device says over MQTT.
+//! [`IotHubEdge`]: the embedded broker's answer to everything an IoT Hub device says
+//! over MQTT — the [`EdgeHandler`] that turns its messages into commands for a
+//! [`CommandSink`].
 //!
 //! - CONNECT: the user name is IoT Hub's `{hub}/{deviceId}/?api-version=…`; the first
 //!   DNS label of `{hub}` names the tenant (`default.doppel.local` → `default`); the
 //!   password is a SAS token signed with one of the device's two keys, or, over TLS,
 //!   the device presents the X.509 certificate whose SHA-256 thumbprint it was
-//!   registered with; the client id must be the device id. Unknown device or bad token → "bad credentials"; a
-//!   disabled device → "not authorized".
-//! - PUBLISH telemetry (`devices/{id}/messages/events/…`) → `RecordTelemetry`;
-//!   reported properties (`$iothub/twin/PATCH/properties/reported/?$rid=`) →
-//!   `ReportProperties`; twin GET → the device twin document. The PUBACK goes out only
-//!   after the command is durable (on a majority of its shard's replicas), which is the device's
-//!   back-pressure. A payload that breaks the model is refused with its reason
-//!   (MQTT 5: PUBACK 0x99 + reason string) and counted; the connection survives.
-//! - SUBSCRIBE: only the device's own IoT Hub topics.
+//!   registered with; the client id must be the device id. Unknown device or bad
+//!   token → "bad credentials"; a disabled device → "not authorized".
+//! - PUBLISH telemetry and reported properties → the command of [`super::inbound`];
+//!   twin GET → the device twin document ([`super::device_twin`]); a direct-method
+//!   response → [`MethodCalls::complete`]. The PUBACK goes out only after
+//!   [`CommandSink::submit`] resolved, i.e. once the command is durable, which is the
+//!   device's back-pressure. A payload that breaks the model is refused with its
+//!   reason (MQTT 5: PUBACK 0x99 + reason string) and counted; the connection survives.
+//! - SUBSCRIBE: only the device's own IoT Hub topics; subscribing to desired
+//!   properties delivers what the device has not acknowledged
+//!   ([`super::desired::deliver_pending_on_subscribe`]).
+//! - Connects and disconnects are handed, in order, to a channel of
+//!   [`ConnectionChange`]s (the application records them on the twin).
 
+use super::desired;
 use super::device_twin::device_twin;
-use crate::actors::ActorError;
-use crate::node::Node;
-use bytes::Bytes;
-use doppel_cluster::ProposeError;
-use doppel_protocols::edge::{
+use super::inbound;
+use super::methods::MethodCalls;
+use super::topics::{self as iothub, DeviceTopic, IotHubUsername};
+use crate::edge::{
     BoxFuture, ConnectInfo, ConnectRefusal, DeviceKey, DeviceSession, DisconnectReason,
     EdgeHandler, InboundPublish, PublishReason, PublishRefusal, Qos, SubscribeRefusal,
 };
-use doppel_protocols::iothub::{self, DeviceTopic, IotHubUsername};
-use doppel_protocols::registry::ConnectionRegistry;
-use doppel_protocols::sas;
-use doppel_twins::keys::shard_of;
-use doppel_twins::{
-    load_device, load_twin, Command, DeviceStatus, Disposition, ErrorKind, Outcome,
-};
+use crate::registry::{topic_matches, ConnectionRegistry};
+use crate::sas;
+use crate::sink::CommandSink;
+use bytes::Bytes;
+use doppel_twins::{Command, DeviceStatus, ErrorKind, Outcome};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Counters for `/metrics` and tests.
 #[derive(Debug, Default)]
@@ -41,24 +46,26 @@ pub struct EdgeStats {
     pub refused_connects: AtomicU64,
 }
 
-/// A change of a device's connection, recorded on its twin in arrival order.
-pub(super) struct ConnectionChange {
+/// A change of a device's connection, to be recorded on its twin in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionChange {
     pub key: DeviceKey,
     pub connected: bool,
+    /// When the device was last heard from (on disconnect).
     pub last_activity: Option<String>,
 }
 
-pub struct DeviceEdge {
-    pub(super) state: Node,
+pub struct IotHubEdge {
+    sink: Arc<dyn CommandSink>,
+    registry: Arc<ConnectionRegistry>,
+    calls: MethodCalls,
     /// Connection changes, applied one after another by a single task (so a quick
     /// connect/disconnect pair can never land in the wrong order).
-    pub(super) connections: tokio::sync::mpsc::Sender<ConnectionChange>,
-    /// When each connected device was last heard from (kept in memory; written to the
-    /// twin when it disconnects, so telemetry costs no extra write).
-    pub(super) last_activity: std::sync::Mutex<std::collections::HashMap<DeviceKey, String>>,
-    /// Set once the server is bound (the server needs the handler first).
-    pub(super) registry: OnceLock<ConnectionRegistry>,
-    pub stats: Arc<EdgeStats>,
+    connections: tokio::sync::mpsc::Sender<ConnectionChange>,
+    /// When each connected device was last heard from (kept in memory; recorded when
+    /// it disconnects, so telemetry costs no extra write).
+    last_activity: Mutex<HashMap<DeviceKey, String>>,
+    stats: Arc<EdgeStats>,
 }
 
 /// The tenant a hub host name stands for: its first DNS label.
@@ -66,46 +73,43 @@ pub fn tenant_of_hub(hub: &str) -> &str {
     hub.split('.').next().unwrap_or(hub)
 }
 
-/// The device's telemetry message as a command; its source time is IoT Hub's
-/// `iothub-creation-time-utc` topic property, when given.
-fn record_telemetry(
-    session: &DeviceSession,
-    properties: Vec<(String, String)>,
-    body: serde_json::Value,
-) -> Command {
-    let source_time = properties
-        .into_iter()
-        .find(|(k, _)| k == "iothub-creation-time-utc")
-        .map(|(_, v)| v);
-    Command::RecordTelemetry {
-        tenant: session.key.tenant.clone(),
-        twin_id: session.twin_id.clone(),
-        body,
-        source_time,
-    }
+/// Lower-case hex SHA-256, as a device's X.509 thumbprint is registered.
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-/// The MQTT answer to a command that failed, from its disposition: a rejection is
-/// the device's fault (0x99 for a payload that breaks the model), a refusal that may
-/// pass later is a quota (0x97), anything else unspecified (0x80).
-fn actor_refusal(e: ActorError) -> PublishRefusal {
-    let reason = match e.disposition() {
-        Disposition::Rejected if e.kind() == ErrorKind::Invalid => {
-            PublishReason::PayloadFormatInvalid
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl IotHubEdge {
+    /// The handler of the devices in `registry` (the one its server is bound with).
+    pub fn new(
+        sink: Arc<dyn CommandSink>,
+        registry: ConnectionRegistry,
+        calls: MethodCalls,
+        connections: tokio::sync::mpsc::Sender<ConnectionChange>,
+        stats: Arc<EdgeStats>,
+    ) -> Self {
+        IotHubEdge {
+            sink,
+            registry: Arc::new(registry),
+            calls,
+            connections,
+            last_activity: Mutex::default(),
+            stats,
         }
-        Disposition::Rejected => PublishReason::ImplementationSpecificError,
-        Disposition::Retry => PublishReason::QuotaExceeded,
-        Disposition::Unknown | Disposition::Internal => PublishReason::UnspecifiedError,
-    };
-    PublishRefusal::new(reason, e.to_string())
-}
-
-impl DeviceEdge {
-    fn now_unix() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
     }
 
     fn authenticate_sync(&self, info: &ConnectInfo) -> Result<DeviceSession, ConnectRefusal> {
@@ -125,16 +129,17 @@ impl DeviceEdge {
             return Err(ConnectRefusal::BadCredentials);
         }
         let id = &username.device_id;
-        let shard = shard_of(tenant, id, self.state.shard_count);
-        let device = load_device(&self.state.storage, shard, tenant, id)
+        let device = self
+            .sink
+            .device(tenant, id)
             .map_err(|_| ConnectRefusal::ServerUnavailable)?
             .ok_or(ConnectRefusal::BadCredentials)?;
         // A registered X.509 certificate (its SHA-256 thumbprint) or a SAS token.
         let by_certificate = match (&info.client_certificate, &device.x509_thumbprint) {
-            (Some(der), Some(thumb)) => crate::tokens::sha256_hex(der) == *thumb,
+            (Some(der), Some(thumb)) => sha256_hex(der) == *thumb,
             _ => false,
         };
-        let now = Self::now_unix();
+        let now = now_unix();
         let by_token = || {
             info.password.as_deref().is_some_and(|token| {
                 [&device.primary_key, &device.secondary_key]
@@ -142,8 +147,7 @@ impl DeviceEdge {
                     .any(|key| sas::verify_device_token(token, id, key, now).is_ok())
             })
         };
-        let valid = by_certificate || by_token();
-        if !valid {
+        if !(by_certificate || by_token()) {
             return Err(ConnectRefusal::BadCredentials);
         }
         // Checked after the credentials, so a stranger learns nothing about the device.
@@ -159,17 +163,19 @@ impl DeviceEdge {
     }
 
     fn reply(&self, session: &DeviceSession, topic: String, body: &serde_json::Value) {
-        let Some(registry) = self.registry.get() else {
-            return;
-        };
         let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        if let Err(e) = registry.send(&session.key, &topic, payload, Qos::AtMostOnce) {
+        if let Err(e) = self
+            .registry
+            .send(&session.key, &topic, payload, Qos::AtMostOnce)
+        {
             tracing::debug!(device = %session.key, error = %e, "twin response not delivered");
         }
     }
 
-    fn now_rfc3339() -> String {
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    fn heard_from(&self, key: &DeviceKey) {
+        if let Ok(mut seen) = self.last_activity.lock() {
+            seen.insert(key.clone(), now_rfc3339());
+        }
     }
 
     fn record_connection(&self, key: &DeviceKey, connected: bool, last_activity: Option<String>) {
@@ -189,81 +195,47 @@ impl DeviceEdge {
         topic: &str,
         payload: Bytes,
     ) -> Result<(), PublishRefusal> {
-        if let Ok(mut seen) = self.last_activity.lock() {
-            seen.insert(session.key.clone(), Self::now_rfc3339());
-        }
-        let tenant = session.key.tenant.clone();
-        let twin_id = session.twin_id.clone();
-        let parsed = iothub::parse_device_topic(&session.key.device_id, topic).map_err(|e| {
-            let code = match e {
-                iothub::TopicError::OtherDevice { .. } => PublishReason::NotAuthorized,
-                _ => PublishReason::TopicNameInvalid,
-            };
-            PublishRefusal::new(code, e.to_string())
-        })?;
-        let json = |payload: &Bytes| -> Result<serde_json::Value, PublishRefusal> {
-            serde_json::from_slice(payload).map_err(|e| {
-                PublishRefusal::new(
-                    PublishReason::PayloadFormatInvalid,
-                    format!("the payload is not JSON: {e}"),
-                )
-            })
-        };
+        self.heard_from(&session.key);
+        let tenant = &session.key.tenant;
+        let twin_id = &session.twin_id;
+        let parsed = iothub::parse_device_topic(&session.key.device_id, topic)
+            .map_err(|e| inbound::topic_refusal(&e))?;
         match parsed {
             DeviceTopic::Telemetry { properties } => {
-                let cmd = record_telemetry(session, properties, json(&payload)?);
-                // Telemetry goes straight to the commit path of its shard's leader
-                // (see `routing::execute`).
-                crate::dispatch::execute(&self.state, cmd)
+                let cmd = inbound::telemetry(tenant, twin_id, &properties, &payload)?;
+                self.sink
+                    .submit(cmd)
                     .await
-                    .map_err(actor_refusal)?;
+                    .map_err(|e| inbound::refusal(&e))?;
             }
             DeviceTopic::TwinPatchReported { rid } => {
-                let reported = json(&payload)?;
-                let cmd = Command::ReportProperties {
-                    tenant,
-                    twin_id,
-                    reported,
-                };
-                match crate::dispatch::execute(&self.state, cmd).await {
+                let cmd = inbound::reported(tenant, twin_id, &payload)?;
+                match self.sink.submit(cmd).await {
                     Ok(Outcome::Twin { twin, .. }) => self.reply(
                         session,
                         iothub::twin_response_topic(204, &rid, Some(twin.desired_version)),
                         &serde_json::Value::Null,
                     ),
                     Ok(_) => {}
-                    Err(ActorError::Propose(ProposeError::Rejected(e)))
-                        if e.kind() == ErrorKind::Invalid =>
-                    {
+                    Err(e) if e.is_final() && e.kind == ErrorKind::Invalid => {
                         // IoT Hub answers on the response topic; the publish itself was
                         // taken (and is counted as rejected).
                         self.reply(
                             session,
                             iothub::twin_response_topic(400, &rid, None),
-                            &serde_json::json!({"code": e.code(), "message": e.to_string()}),
+                            &serde_json::json!({"code": e.code, "message": e.message}),
                         );
-                        return Err(PublishRefusal::new(
-                            PublishReason::PayloadFormatInvalid,
-                            e.to_string(),
-                        ));
+                        return Err(inbound::refusal(&e));
                     }
-                    Err(e) => return Err(actor_refusal(e)),
+                    Err(e) => return Err(inbound::refusal(&e)),
                 }
             }
             DeviceTopic::TwinGet { rid } => {
-                let shard = shard_of(&tenant, &twin_id, self.state.shard_count);
-                // Linearizable like a REST GET: this node applies everything its
-                // shard's leader had committed before answering.
-                let cluster = self.state.proposer.cluster();
-                if !cluster.is_single_voter() {
-                    cluster.read_barrier(&[shard]).await.map_err(|e| {
-                        PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())
-                    })?;
-                }
-                let twin =
-                    load_twin(&self.state.storage, shard, &tenant, &twin_id).map_err(|e| {
-                        PublishRefusal::new(PublishReason::UnspecifiedError, e.to_string())
-                    })?;
+                let twin = self
+                    .sink
+                    .twin_linearizable(tenant, twin_id)
+                    .await
+                    .map_err(|e| PublishRefusal::new(PublishReason::UnspecifiedError, e.message))?;
                 match twin {
                     Some(t) => self.reply(
                         session,
@@ -281,23 +253,16 @@ impl DeviceEdge {
                 let body = if payload.is_empty() {
                     serde_json::Value::Null
                 } else {
-                    json(&payload)?
+                    inbound::json(&payload)?
                 };
-                if !self
-                    .state
-                    .devices
-                    .calls
-                    .complete(&session.key, &rid, status, body)
-                {
+                if !self.calls.complete(&session.key, &rid, status, body) {
                     tracing::debug!(device = %session.key, status, rid, "method response with no pending call");
                 }
             }
         }
         Ok(())
     }
-}
 
-impl DeviceEdge {
     /// The `RecordTelemetry` a publish stands for, when it is well-formed telemetry of
     /// the device's own twin (anything else goes the one-at-a-time way, which also
     /// gives the precise refusal).
@@ -307,8 +272,7 @@ impl DeviceEdge {
         else {
             return None;
         };
-        let body = serde_json::from_slice(payload).ok()?;
-        Some(record_telemetry(session, properties, body))
+        inbound::telemetry(&session.key.tenant, &session.twin_id, &properties, payload).ok()
     }
 
     /// Commits a run of telemetry together and answers each message; `true` when a
@@ -322,13 +286,11 @@ impl DeviceEdge {
         if run.is_empty() {
             return false;
         }
-        if let Ok(mut seen) = self.last_activity.lock() {
-            seen.insert(session.key.clone(), Self::now_rfc3339());
-        }
+        self.heard_from(&session.key);
         let (cmds, qos): (Vec<Command>, Vec<Qos>) = run.drain(..).unzip();
-        let answers = crate::dispatch::execute_telemetry(&self.state, cmds).await;
+        let answers = self.sink.submit_telemetry(cmds).await;
         for (answer, qos) in answers.into_iter().zip(qos) {
-            let r = answer.map(|_| ()).map_err(actor_refusal);
+            let r = answer.map(|_| ()).map_err(|e| inbound::refusal(&e));
             let stop = self.count(session, "telemetry", &r, qos);
             results.push(r);
             if stop {
@@ -360,7 +322,7 @@ impl DeviceEdge {
     }
 }
 
-impl EdgeHandler for DeviceEdge {
+impl EdgeHandler for IotHubEdge {
     fn authenticate<'a>(
         &'a self,
         info: &'a ConnectInfo,
@@ -380,11 +342,11 @@ impl EdgeHandler for DeviceEdge {
         session: &'a DeviceSession,
         topic: &'a str,
         payload: Bytes,
-        _qos: Qos,
+        qos: Qos,
     ) -> BoxFuture<'a, Result<(), PublishRefusal>> {
         Box::pin(async move {
             let r = self.handle_publish(session, topic, payload).await;
-            self.count(session, topic, &r, _qos);
+            self.count(session, topic, &r, qos);
             r
         })
     }
@@ -425,21 +387,17 @@ impl EdgeHandler for DeviceEdge {
         filter: &'a str,
     ) -> BoxFuture<'a, Result<(), SubscribeRefusal>> {
         Box::pin(async move {
-            if iothub::subscription_allowed(&session.key.device_id, filter) {
-                let desired = iothub::desired_update_topic(1);
-                if doppel_protocols::registry::topic_matches(&desired, filter) {
-                    if let Some(registry) = self.registry.get() {
-                        super::desired::deliver_pending_on_subscribe(
-                            self.state.clone(),
-                            registry.clone(),
-                            session.key.clone(),
-                        );
-                    }
-                }
-                Ok(())
-            } else {
-                Err(SubscribeRefusal::NotAuthorized)
+            if !iothub::subscription_allowed(&session.key.device_id, filter) {
+                return Err(SubscribeRefusal::NotAuthorized);
             }
+            if topic_matches(&iothub::desired_update_topic(1), filter) {
+                desired::deliver_pending_on_subscribe(
+                    self.sink.clone(),
+                    self.registry.clone(),
+                    session.key.clone(),
+                );
+            }
+            Ok(())
         })
     }
 
@@ -457,11 +415,7 @@ impl EdgeHandler for DeviceEdge {
             .and_then(|mut seen| seen.remove(&session.key));
         // A session taken over by a newer connection of the same device: the device
         // is still connected, so there is nothing to record.
-        let still_connected = self
-            .registry
-            .get()
-            .is_some_and(|r| r.is_connected(&session.key));
-        if !still_connected {
+        if !self.registry.is_connected(&session.key) {
             self.record_connection(&session.key, false, last);
         }
     }
