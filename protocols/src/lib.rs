@@ -74,15 +74,15 @@
 //!   broker's, [`ExternalBroker`].
 //! - [`sink`]: [`CommandSink`], where adapters hand their commands.
 //! - [`iothub`], [`sas`]: Azure IoT Hub semantics and SAS tokens.
-//! - `backoff`: waits between attempts.
+//! - [`retry`]: [`retry::Backoff`], the one back-off of the node and its adapters.
 
-mod backoff;
 pub mod codec;
 pub mod config;
 mod connection;
 pub mod edge;
 pub mod iothub;
 pub mod registry;
+pub mod retry;
 pub mod sas;
 pub mod server;
 pub mod sink;

@@ -298,7 +298,7 @@ fn no_module_imports_one_that_imports_it_back() {
 
 /// The node's layers, lowest first (see runtime/node/src/lib.rs).
 const NODE_LAYERS: &[&[&str]] = &[
-    &["config", "tls", "tokens", "actors", "forward", "retry"],
+    &["config", "tls", "tokens", "actors", "forward"],
     &["node"],
     &["bootstrap", "dispatch"],
     &["coordination"],

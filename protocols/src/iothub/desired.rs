@@ -25,9 +25,9 @@
 
 use super::device_twin;
 use super::topics;
-use crate::backoff::Backoff;
 use crate::edge::{BoxFuture, DeviceKey, DisconnectReason, Qos};
 use crate::registry::{ConnectionRegistry, SendError};
+use crate::retry::Backoff;
 use crate::sink::CommandSink;
 use bytes::Bytes;
 use doppel_twins::events::{DEVICE_CONNECTED, DEVICE_DELETE, DEVICE_UPDATE, TWIN_UPDATE};

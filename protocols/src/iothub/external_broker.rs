@@ -29,9 +29,9 @@
 use super::desired::{self, DesiredLink, Undelivered};
 use super::inbound;
 use super::topics::{self, BrokerTopic};
-use crate::backoff::Backoff;
 use crate::config::ExternalBroker;
 use crate::edge::{BoxFuture, DeviceKey, DisconnectReason, PublishRefusal};
+use crate::retry::Backoff;
 use crate::sink::CommandSink;
 use doppel_twins::Command;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

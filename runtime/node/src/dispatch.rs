@@ -17,10 +17,10 @@
 use crate::actors::ActorError;
 use crate::forward::{CommandAnswer, Forwarded};
 use crate::node::Node;
-use crate::retry::Backoff;
 use doppel_cluster::node::ClusterNode;
 use doppel_cluster::raft::{GroupId, NodeId};
 use doppel_cluster::ProposeError;
+use doppel_protocols::retry::Backoff;
 use doppel_twins::{Command, ErrorCode, ErrorKind, Outcome, TwinError};
 use std::time::{Duration, Instant};
 

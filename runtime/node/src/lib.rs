@@ -15,7 +15,7 @@
 //!  bootstrap     first start: tenant `default` and its admin token
 //!  ─────────────────────────────────────────────────────────────────────────────────────────
 //!  node          the Node handle every layer above shares (storage, proposer, actors, config)
-//!  actors  tokens  config  tls  retry   building blocks with no knowledge of the layers above
+//!  actors  tokens  config  tls          building blocks with no knowledge of the layers above
 //! ```
 //!
 //! Contract: state changes only through a `doppel_twins::Command` handed to
@@ -31,7 +31,6 @@ pub mod edge;
 pub mod forward;
 pub mod http;
 pub mod node;
-pub mod retry;
 pub mod start;
 pub mod tls;
 pub mod tokens;

@@ -20,13 +20,13 @@ use super::headers::{CONSISTENCY, DEVICE_OFFLINE_HEADER, FORWARDED, NOT_LEADER_H
 use crate::dispatch::{leader_moved, FORWARD_TIMEOUT, ROUTE_DEADLINE};
 use crate::forward::{Forwarded, HttpAnswer};
 use crate::node::Node;
-use crate::retry::Backoff;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use doppel_cluster::raft::{GroupId, NodeId, META_GROUP};
+use doppel_protocols::retry::Backoff;
 use doppel_twins::keys::shard_of;
 use doppel_twins::ErrorCode;
 use std::time::{Duration, Instant};

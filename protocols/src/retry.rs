@@ -1,5 +1,7 @@
-//! [`Backoff`]: the one way the node waits between attempts — exponential back-off
-//! with jitter, bounded by a deadline or by a number of attempts.
+//! [`Backoff`]: the one way the node and its adapters wait between attempts
+//! (dispatch and HTTP forwarding to a moving leader, reconnecting to a broker, storing a
+//! message again, delivering desired state) — exponential back-off with jitter, bounded
+//! by a deadline or by a number of attempts.
 //!
 //! Contract: [`Backoff::wait`] never sleeps past the deadline and answers `false`
 //! (without sleeping) once no attempt is left, so every retry loop ends.
