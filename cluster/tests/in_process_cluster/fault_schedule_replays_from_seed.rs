@@ -1,10 +1,11 @@
 //! The same seed gives the same fault decisions: one schedule (loss and delay rules, a
-//! leader isolated mid-run, heal) is run several times on fresh runtimes with one seed.
-//! Asserted: on every link, the k-th message's decision is the same in every run (for
-//! the messages both runs sent), and a different seed decides differently. Reported:
-//! how much of the whole trace (which message was the k-th, at what virtual time) is
-//! identical across runs; see the module doc of `main.rs` for why that part is not
-//! guaranteed.
+//! leader isolated mid-run, heal) is run several times on fresh paused runtimes with
+//! one seed. Asserted: every message that two runs sent as the k-th on a link under the
+//! same faults (the same count of rule, partition and node changes before it) got the
+//! same decision, over 100 of them at least, and the next seed decides differently.
+//! Printed: how much of the whole trace (which message was the k-th, at what virtual
+//! time) is identical across runs, exactly and up to the order of sends at one virtual
+//! instant; see the module doc of `main.rs` for why that part is not guaranteed.
 
 use super::fixture::{seed, Options, TestCluster};
 use super::router::{Decision, Rule, TraceEntry};
