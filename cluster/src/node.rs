@@ -16,7 +16,7 @@
 //! The meta group's membership is the cluster's node list (ids and addresses); each
 //! group's membership is its replica set; leaders are whatever Raft elected.
 
-use crate::raft::network::Network;
+use crate::raft::network::{Network, RaftWire};
 use crate::raft::store::{ApplyHook, LogStore};
 use crate::raft::{GroupId, NodeId, Raft, ShardRequest, META_GROUP};
 use crate::rpc::{self, GroupStatus, NodeStatus, ReadIndexError, Request, Response};
@@ -165,7 +165,7 @@ impl ClusterNode {
         for g in (0..config.shard_count).chain([META_GROUP]) {
             let net = Network {
                 group: g,
-                transport: transport.clone(),
+                wire: RaftWire::from(transport.clone()),
             };
             let (log, sm) = LogStore::with_state_machine(storage.clone(), g, hook.clone());
             let raft = Raft::new(config.node_id, rcfg.clone(), net, log, sm)
