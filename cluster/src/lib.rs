@@ -6,9 +6,12 @@
 //! - [`transport`]: one QUIC connection per node pair, mutual TLS with the cluster's
 //!   own CA ([`certs`]);
 //! - [`node`]: a node's groups, membership (form / join), read barriers, status;
+//! - [`leader_watch`]: who leads a group, as a stream of changes (what the layers above
+//!   watch; they never see openraft's `Raft`);
 //! - [`proposer`]: from a `Command` to a replicated, applied write set.
 
 pub mod certs;
+pub mod leader_watch;
 pub mod node;
 pub mod proposer;
 pub mod raft;
