@@ -6,6 +6,8 @@
 //! - [`transport`]: one QUIC connection per node pair, mutual TLS with the cluster's
 //!   own CA ([`certs`]);
 //! - [`node`]: a node's groups, membership (form / join), read barriers, status;
+//! - [`leader_watch`]: who leads a group, as a stream of changes (what the layers above
+//!   watch; they never see openraft's `Raft`);
 //! - [`proposer`]: from a `Command` to a replicated, applied write set.
 //!
 //! ## Testing with faults you can replay
@@ -27,6 +29,7 @@
 //! blocking-pool work) is in that directory's `main.rs`.
 
 pub mod certs;
+pub mod leader_watch;
 pub mod node;
 pub mod proposer;
 pub mod raft;

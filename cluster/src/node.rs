@@ -16,6 +16,7 @@
 //! The meta group's membership is the cluster's node list (ids and addresses); each
 //! group's membership is its replica set; leaders are whatever Raft elected.
 
+use crate::leader_watch::{LeaderFeed, LeaderWatch};
 use crate::raft::network::{Network, RaftWire};
 use crate::raft::store::{ApplyHook, LogStore};
 use crate::raft::{GroupId, NodeId, Raft, ShardRequest, META_GROUP};
@@ -104,6 +105,8 @@ struct Inner {
     config: ClusterConfig,
     /// Index `s` for data shard `s`; the meta group last.
     groups: Vec<Raft>,
+    /// Each group's leader, in the order of `groups`.
+    leaders: Vec<LeaderFeed>,
     transport: Option<Transport>,
     forward: OnceLock<Arc<dyn ForwardHandler>>,
 }
@@ -162,6 +165,7 @@ impl ClusterNode {
             }
         };
         let mut groups = Vec::with_capacity(config.shard_count as usize + 1);
+        let mut leaders = Vec::with_capacity(config.shard_count as usize + 1);
         for g in (0..config.shard_count).chain([META_GROUP]) {
             let net = Network {
                 group: g,
@@ -171,12 +175,14 @@ impl ClusterNode {
             let raft = Raft::new(config.node_id, rcfg.clone(), net, log, sm)
                 .await
                 .map_err(|e| ClusterError::Setup(format!("group {g}: {e}")))?;
+            leaders.push(LeaderFeed::start(g, &raft));
             groups.push(raft);
         }
         let node = ClusterNode {
             inner: Arc::new(Inner {
                 config,
                 groups,
+                leaders,
                 transport,
                 forward: OnceLock::new(),
             }),
@@ -208,12 +214,24 @@ impl ClusterNode {
         (0..self.inner.config.shard_count).chain([META_GROUP])
     }
 
-    pub fn raft(&self, group: GroupId) -> Option<&Raft> {
-        if group == META_GROUP {
-            self.inner.groups.last()
-        } else {
-            self.inner.groups.get(group as usize)
+    /// Where `group` is in `groups` and `leaders` (the meta group is last).
+    fn group_index(&self, group: GroupId) -> Option<usize> {
+        let shards = self.inner.config.shard_count;
+        match group {
+            META_GROUP => Some(shards as usize),
+            g if g < shards => Some(g as usize),
+            _ => None,
         }
+    }
+
+    fn raft(&self, group: GroupId) -> Option<&Raft> {
+        self.inner.groups.get(self.group_index(group)?)
+    }
+
+    /// Watches who leads `group` as this node sees it (`None`: no such group).
+    pub fn leader_watch(&self, group: GroupId) -> Option<LeaderWatch> {
+        let feed = self.inner.leaders.get(self.group_index(group)?)?;
+        Some(feed.watch())
     }
 
     fn raft_or(&self, group: GroupId) -> Result<&Raft, ClusterError> {

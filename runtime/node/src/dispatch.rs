@@ -32,16 +32,14 @@ pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Resolves once this node sees `group` led by someone other than `from` (or by no
 /// one: an election started because `from` went silent).
 pub(crate) async fn leader_moved(cluster: &ClusterNode, group: GroupId, from: NodeId) {
-    let Some(raft) = cluster.raft(group) else {
+    let Some(mut leader) = cluster.leader_watch(group) else {
         return std::future::pending().await;
     };
-    let mut rx = raft.metrics();
-    loop {
-        if rx.borrow_and_update().current_leader != Some(from) {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
+    let mut current = leader.current();
+    while current == Some(from) {
+        match leader.changed().await {
+            Ok(now) => current = now,
+            Err(_) => return std::future::pending().await,
         }
     }
 }

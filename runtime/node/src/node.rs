@@ -102,15 +102,14 @@ impl Node {
         let cluster = self.proposer.cluster().clone();
         let me = cluster.node_id();
         for shard in 0..self.shard_count {
-            let Some(raft) = cluster.raft(shard) else {
+            let Some(mut leader) = cluster.leader_watch(shard) else {
                 continue;
             };
-            let mut rx = raft.metrics();
             let twins = self.twins.clone();
             tokio::spawn(async move {
-                let mut leading = rx.borrow_and_update().current_leader == Some(me);
-                while rx.changed().await.is_ok() {
-                    let now = rx.borrow_and_update().current_leader == Some(me);
+                let mut leading = leader.current() == Some(me);
+                while let Ok(now) = leader.changed().await {
+                    let now = now == Some(me);
                     if now != leading {
                         tracing::info!(
                             shard,
