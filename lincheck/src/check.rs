@@ -817,40 +817,91 @@ fn explain(
 #[cfg(test)]
 mod bits_tests {
     use super::Bits;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
+    use std::cell::Cell;
+    use std::collections::HashMap;
+
+    const N: usize = 300;
+
+    /// One step of a walk: set or clear bit `.1`.
+    #[derive(Clone, Copy, Debug)]
+    enum Step {
+        Set(usize),
+        Clear(usize),
+    }
+
+    /// Walks of up to 2,000 steps. Each touches bits either around the middle (the
+    /// mean of two dice) or mostly at the front (the lesser of two), and clears a third
+    /// of the time, a twentieth, or never: the rarer the clears, the more words fill
+    /// up, so that `lo` moves too (a search fills from the front).
+    fn walk() -> impl Strategy<Value = Vec<Step>> {
+        (any::<bool>(), select(&[1.0 / 3.0, 0.05, 0.0][..])).prop_flat_map(|(front, p_clear)| {
+            let index =
+                (0..N, 0..N).prop_map(move |(a, b)| if front { a.min(b) } else { (a + b) / 2 });
+            let step = (index, prop::bool::weighted(p_clear)).prop_map(|(i, clear)| {
+                if clear {
+                    Step::Clear(i)
+                } else {
+                    Step::Set(i)
+                }
+            });
+            prop::collection::vec(step, 1..=2000)
+        })
+    }
 
     /// Memo keys identify sets exactly, whatever the set/clear sequence.
     #[test]
     fn memo_keys_identify_sets() {
-        let n = 300;
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d; // xorshift, deterministic
-        let mut rnd = move |m: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % m as u64) as usize
+        // A fixed seed and no persistence, as for the crate's other random tests:
+        // `DOPPEL_SEED=<n>` replays a run, `DOPPEL_SEED=random` explores.
+        let seed = crate::tests::seed("memo_keys_identify_sets", 0x2545_f491_4f6c_dd1d);
+        let config = Config {
+            rng_seed: RngSeed::Fixed(seed),
+            rng_algorithm: RngAlgorithm::XorShift,
+            failure_persistence: None,
+            max_shrink_iters: 100_000,
+            max_shrink_time: 60_000,
+            ..Config::with_cases(50)
         };
-        let mut bits = Bits::new(n);
-        let mut naive = vec![false; n];
-        let mut seen: std::collections::HashMap<Vec<u64>, Vec<bool>> = Default::default();
-        let mut key = Vec::new();
-        for _ in 0..50_000 {
-            // Mostly fill from the front, like a search does.
-            let i = (rnd(n) + rnd(n)) / 2;
-            if rnd(3) == 0 {
-                bits.clear(i);
-                naive[i] = false;
-            } else {
-                bits.set(i);
-                naive[i] = true;
-            }
-            for (w, word) in bits.words.iter().enumerate() {
-                assert!(w >= bits.lo || *word == u64::MAX);
-                assert!(w < bits.hi || *word == 0);
-            }
-            bits.key(&mut key);
-            let prev = seen.entry(key.clone()).or_insert_with(|| naive.clone());
-            assert_eq!(*prev, naive);
-        }
-        assert!(seen.len() > 1_000);
+        // Across all walks: how many distinct sets were seen, and how far `lo` got.
+        let (distinct, max_lo) = (Cell::new(0), Cell::new(0));
+        TestRunner::new(config)
+            .run(&walk(), |steps| {
+                let mut bits = Bits::new(N);
+                let mut naive = vec![false; N];
+                let mut seen: HashMap<Vec<u64>, Vec<bool>> = HashMap::new();
+                let mut key = Vec::new();
+                for step in steps {
+                    match step {
+                        Step::Set(i) => {
+                            bits.set(i);
+                            naive[i] = true;
+                        }
+                        Step::Clear(i) => {
+                            bits.clear(i);
+                            naive[i] = false;
+                        }
+                    }
+                    for (w, word) in bits.words.iter().enumerate() {
+                        prop_assert!(w >= bits.lo || *word == u64::MAX, "word {w} below lo");
+                        prop_assert!(w < bits.hi || *word == 0, "word {w} at or past hi");
+                    }
+                    bits.key(&mut key);
+                    let prev = seen.entry(key.clone()).or_insert_with(|| naive.clone());
+                    if *prev != naive {
+                        return Err(TestCaseError::fail(format!(
+                            "after {step:?}: key {key:?} also names another set"
+                        )));
+                    }
+                    max_lo.set(max_lo.get().max(bits.lo));
+                }
+                distinct.set(distinct.get() + seen.len());
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(distinct.get() > 1_000, "only {} sets seen", distinct.get());
+        assert!(max_lo.get() > 0, "no walk filled a word: `lo` never moved");
     }
 }

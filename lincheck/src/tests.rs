@@ -22,7 +22,7 @@ fn absent(_: &Key) -> Value {
     None
 }
 
-fn seed(test: &str, default: u64) -> u64 {
+pub(crate) fn seed(test: &str, default: u64) -> u64 {
     let seed = match std::env::var("DOPPEL_SEED") {
         Ok(v) if v == "random" => rand::random(),
         Ok(v) => v

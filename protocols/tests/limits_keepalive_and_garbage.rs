@@ -1,6 +1,7 @@
 //! What a misbehaving peer meets: an oversized packet ends its connection
 //! (MQTT 5: DISCONNECT 0x95), silence past 1.5 × keep-alive ends it, and
-//! garbage bytes end it without harming the server.
+//! garbage bytes (proptest-generated; a failure prints the shrunk bytes) end it
+//! without harming the server.
 
 mod common;
 
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use doppel_protocols::MqttServerConfig;
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
 fn small() -> MqttServerConfig {
     MqttServerConfig {
@@ -117,32 +120,33 @@ async fn garbage_bytes_close_the_connection_and_the_server_serves_on() {
     })
     .await;
     let port = server.local_addr().port();
-    // Fixed-seed xorshift: replayable.
-    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    println!("garbage seed {seed:#x}");
-    for round in 0..20 {
-        let mut bytes = Vec::new();
-        for _ in 0..(64 + round * 16) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            bytes.push(seed as u8);
-        }
-        if round % 2 == 0 {
-            bytes[0] = 0x10; // looks like a CONNECT
-        }
-        let mut raw = RawClient::connect(port).await;
-        raw.send(&bytes).await;
-        // Whatever comes back (a refusing CONNACK at most), the server closes.
-        let mut packets = 0;
-        while raw.read_packet(Duration::from_secs(5)).await.is_some() {
-            packets += 1;
-            assert!(
-                packets < 3,
-                "round {round}: server keeps talking to garbage"
-            );
-        }
-    }
+    // 64 to 368 random bytes; half of them start like a CONNECT.
+    let garbage = (any::<bool>(), prop::collection::vec(any::<u8>(), 64..=368)).prop_map(
+        |(connect_like, mut bytes)| {
+            if connect_like {
+                bytes[0] = 0x10;
+            }
+            bytes
+        },
+    );
+    // Proptest's runner is synchronous: each case blocks this worker on its own I/O.
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        TestRunner::new(proptest_config(20, 0x2545_F491_4F6C_DD1D)).run(&garbage, |bytes| {
+            rt.block_on(async {
+                let mut raw = RawClient::connect(port).await;
+                raw.send(&bytes).await;
+                // Whatever comes back (a refusing CONNACK at most), the server closes.
+                let mut packets = 0;
+                while raw.read_packet(Duration::from_secs(5)).await.is_some() {
+                    packets += 1;
+                    prop_assert!(packets < 3, "the server keeps talking to garbage");
+                }
+                Ok(())
+            })
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     // And after a connected device sends garbage.
     let mut raw = RawClient::connect(port).await;
     raw.send(&connect_packet(

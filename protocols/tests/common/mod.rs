@@ -17,6 +17,7 @@ use doppel_protocols::{
     EdgeHandler, InboundPublish, MqttServer, MqttServerConfig, PublishReason, PublishRefusal, Qos,
     SubscribeRefusal,
 };
+use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
 
 pub const HUB: &str = "doppel.test";
 pub const TENANT: &str = "t1";
@@ -431,5 +432,28 @@ impl RawClient {
         tokio::time::timeout(timeout, fut)
             .await
             .expect("server answered or closed in time")
+    }
+}
+
+/// Proptest's settings for `cases` cases from the seed `DOPPEL_SEED` names (printed): a
+/// fixed one by default, so CI is deterministic; `DOPPEL_SEED=<n>` replays a run and
+/// `DOPPEL_SEED=random` explores. Nothing is persisted: the seed replays a run, and a
+/// failure prints its shrunk input (shrinking is capped at a minute).
+pub fn proptest_config(cases: u32, default_seed: u64) -> ProptestConfig {
+    let seed = match std::env::var("DOPPEL_SEED").ok().as_deref() {
+        Some("random") => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        Some(s) => s.parse().expect("DOPPEL_SEED is a number or \"random\""),
+        None => default_seed,
+    };
+    println!("seed {seed} (replay with DOPPEL_SEED={seed})");
+    ProptestConfig {
+        rng_seed: RngSeed::Fixed(seed),
+        rng_algorithm: RngAlgorithm::XorShift,
+        failure_persistence: None,
+        max_shrink_iters: 100_000,
+        max_shrink_time: 60_000,
+        ..ProptestConfig::with_cases(cases)
     }
 }

@@ -15,6 +15,7 @@ use doppel_twins::{
     Command, Condition, MemState, Outcome, Overlay, Role, Stamp, StateMachine, TokenRecord,
     TwinError, TwinRecord, Write,
 };
+use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
 use serde_json::{json, Value};
 
 pub const TENANT: &str = "acme";
@@ -464,4 +465,29 @@ pub fn plant() -> World {
         json!({"title": "Assembly", "stations": 4}),
     );
     w
+}
+
+/// Proptest's settings for `cases` cases from the seed `DOPPEL_SEED` names (printed): a
+/// fixed one by default, so CI is deterministic; `DOPPEL_SEED=<n>` replays a run and
+/// `DOPPEL_SEED=random` explores. Nothing is persisted: the seed replays a run, and a
+/// failure prints its shrunk input. XorShift, since proptest's default ChaCha is several
+/// times slower in a debug build.
+pub fn proptest_config(cases: u32, default_seed: u64) -> ProptestConfig {
+    let seed = match std::env::var("DOPPEL_SEED").ok().as_deref() {
+        Some("random") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        Some(s) => s.parse().expect("DOPPEL_SEED is a number or \"random\""),
+        None => default_seed,
+    };
+    println!("seed {seed} (replay with DOPPEL_SEED={seed})");
+    ProptestConfig {
+        rng_seed: RngSeed::Fixed(seed),
+        rng_algorithm: RngAlgorithm::XorShift,
+        failure_persistence: None,
+        // Shrink until minimal (the default stops after 4 × cases), within a minute.
+        max_shrink_iters: 100_000,
+        max_shrink_time: 60_000,
+        ..ProptestConfig::with_cases(cases)
+    }
 }
