@@ -53,8 +53,9 @@ pub const CA_KEY_FILE: &str = "ca.key";
 
 /// The CA's subject: `CN=doppel cluster CA <random cluster id>, O=doppel`. Distinct per
 /// cluster, so a certificate of another cluster fails as "unknown issuer". [`add_node`]
-/// rebuilds the issuer from the CN it reads back from `ca.pem` and the CA key, then
-/// verifies the new certificate against `ca.pem`, so a mismatch cannot go unnoticed.
+/// loads the issuer from `ca.pem` (rcgen reads its subject, key usages and key
+/// identifier method) and the CA key, then verifies the new certificate against
+/// `ca.pem`, so a mismatch cannot go unnoticed.
 const CA_COMMON_NAME_PREFIX: &str = "doppel cluster CA";
 const CA_ORGANIZATION: &str = "doppel";
 
@@ -166,7 +167,7 @@ pub fn init_cluster(
 
     let ca_key = KeyPair::generate().map_err(generate_err)?;
     let ca_name = format!("{CA_COMMON_NAME_PREFIX} {:016x}", rand::random::<u64>());
-    let ca_params = ca_params(&ca_name, SerialNumber::from_slice(&random_serial()));
+    let ca_params = ca_params(&ca_name);
     let ca_cert = ca_params.self_signed(&ca_key).map_err(generate_err)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
@@ -217,13 +218,10 @@ pub fn add_node(dir: &Path, spec: &NodeCertSpec) -> Result<PathBuf, CertError> {
         }
     }
 
-    // The serial is irrelevant to the issuer; only the subject, key usages and key
-    // identifier method are taken from these parameters.
-    let ca_name = subject_common_name(&ca_der).map_err(|reason| CertError::BadFile {
+    let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(|e| CertError::BadFile {
         path: ca_cert_path.clone(),
-        reason,
+        reason: format!("not a usable CA certificate: {e}"),
     })?;
-    let issuer = Issuer::new(ca_params(&ca_name, SerialNumber::from_slice(&[1])), ca_key);
     let key = KeyPair::generate().map_err(generate_err)?;
     let cert = node_params(spec)?
         .signed_by(&key, &issuer)
@@ -300,7 +298,7 @@ fn parse_node_id(s: &str) -> Option<u64> {
     s.parse().ok().filter(|&id| id != ANY_NODE)
 }
 
-fn ca_params(common_name: &str, serial: SerialNumber) -> CertificateParams {
+fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -312,64 +310,9 @@ fn ca_params(common_name: &str, serial: SerialNumber) -> CertificateParams {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.serial_number = Some(serial);
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
     set_validity(&mut params, CA_VALIDITY_YEARS);
     params
-}
-
-/// The common name in a certificate's subject (the only attribute [`add_node`] needs
-/// to rebuild the CA's subject; the rest of it is fixed).
-fn subject_common_name(cert: &CertificateDer<'_>) -> Result<String, String> {
-    const COMMON_NAME_OID: [u8; 3] = [0x55, 0x04, 0x03];
-    let parsed = webpki::EndEntityCert::try_from(cert)
-        .map_err(|e| format!("unparsable certificate: {e}"))?;
-    let malformed = |e: &str| format!("malformed subject: {e}");
-    // RDNSequence contents: SET { SEQUENCE { OID, value } ... } ...
-    let mut rdns = Der(parsed.subject());
-    while !rdns.0.is_empty() {
-        let mut set = Der(rdns.expect(0x31).map_err(malformed)?);
-        while !set.0.is_empty() {
-            let mut attribute = Der(set.expect(0x30).map_err(malformed)?);
-            let oid = attribute.expect(0x06).map_err(malformed)?;
-            let (tag, value) = attribute.any().map_err(malformed)?;
-            // UTF8String or PrintableString.
-            if oid == COMMON_NAME_OID && (tag == 0x0c || tag == 0x13) {
-                return String::from_utf8(value.to_vec())
-                    .map_err(|_| malformed("common name is not UTF-8"));
-            }
-        }
-    }
-    Err("the subject has no common name".into())
-}
-
-/// A cursor over DER TLVs (definite lengths up to 64 KiB: enough for a subject).
-struct Der<'a>(&'a [u8]);
-
-impl<'a> Der<'a> {
-    fn any(&mut self) -> Result<(u8, &'a [u8]), &'static str> {
-        let (tag, len, rest) = match self.0 {
-            [tag, n, rest @ ..] if *n < 0x80 => (*tag, usize::from(*n), rest),
-            [tag, 0x81, n, rest @ ..] => (*tag, usize::from(*n), rest),
-            [tag, 0x82, hi, lo, rest @ ..] => {
-                (*tag, usize::from(*hi) << 8 | usize::from(*lo), rest)
-            }
-            [_, _, ..] => return Err("unsupported length encoding"),
-            _ => return Err("truncated"),
-        };
-        if rest.len() < len {
-            return Err("truncated");
-        }
-        let (value, tail) = rest.split_at(len);
-        self.0 = tail;
-        Ok((tag, value))
-    }
-
-    fn expect(&mut self, tag: u8) -> Result<&'a [u8], &'static str> {
-        match self.any()? {
-            (found, value) if found == tag => Ok(value),
-            _ => Err("unexpected element"),
-        }
-    }
 }
 
 fn node_params(spec: &NodeCertSpec) -> Result<CertificateParams, CertError> {
@@ -546,6 +489,17 @@ mod tests {
         first_cert(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// The common name in a certificate's subject.
+    fn subject_common_name(cert: &CertificateDer<'_>) -> String {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert).unwrap();
+        let cn = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .expect("a common name");
+        cn.as_str().unwrap().to_owned()
+    }
+
     /// Whether `cert` (issued by `ca`) is valid for the server name `name`.
     fn valid_for(ca: &CertificateDer<'_>, cert: &CertificateDer<'_>, name: &str) -> bool {
         let mut roots = RootCertStore::empty();
@@ -683,6 +637,42 @@ mod tests {
     }
 
     #[test]
+    fn add_node_signs_with_a_ca_whatever_its_subject() {
+        // A CA made elsewhere (say, an operator's own tooling) with a subject of its own.
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = ca_params("Acme Root");
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "DE");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Acme");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Acme Root");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("ca.key"), key.serialize_pem()).unwrap();
+
+        let cert = add_node(dir.path(), &spec(3, &[])).unwrap();
+        verify_node_cert(ca.der(), &read_cert(&cert), 3).unwrap();
+    }
+
+    #[test]
+    fn add_node_refuses_a_ca_file_that_is_no_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster(dir.path(), &[spec(1, &[])], false).unwrap();
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join("ca.pem"), garbage).unwrap();
+        let err = add_node(dir.path(), &spec(2, &[])).unwrap_err();
+        assert!(
+            matches!(&err, CertError::BadFile { path, .. } if path.ends_with("ca.pem")),
+            "{err}"
+        );
+        assert!(!dir.path().join("node-2.pem").exists());
+    }
+
+    #[test]
     fn bad_specs_are_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
@@ -708,27 +698,10 @@ mod tests {
         init_cluster(one.path(), &[spec(1, &[])], false).unwrap();
         init_cluster(two.path(), &[spec(1, &[])], false).unwrap();
         let name = |dir: &Path, file: &str| subject_common_name(&read_cert(&dir.join(file)));
-        let ca_one = name(one.path(), "ca.pem").unwrap();
+        let ca_one = name(one.path(), "ca.pem");
         assert!(ca_one.starts_with(CA_COMMON_NAME_PREFIX), "{ca_one}");
-        assert_ne!(ca_one, name(two.path(), "ca.pem").unwrap());
-        assert_eq!(name(one.path(), "node-1.pem").unwrap(), "doppel-node-1");
-    }
-
-    #[test]
-    fn the_subject_reader_survives_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        init_cluster(dir.path(), &[spec(1, &[])], false).unwrap();
-        let cert = read_cert(&dir.path().join("ca.pem"));
-        let parsed = webpki::EndEntityCert::try_from(&cert).unwrap();
-        let subject = parsed.subject();
-        for cut in 0..subject.len() {
-            let mut der = Der(&subject[..cut]);
-            while der.any().is_ok() {}
-        }
-        for bytes in [&[0x31, 0x84, 1, 2, 3, 4][..], &[0x30], &[0x30, 0x05, 1]] {
-            let mut der = Der(bytes);
-            assert!(der.any().is_err());
-        }
+        assert_ne!(ca_one, name(two.path(), "ca.pem"));
+        assert_eq!(name(one.path(), "node-1.pem"), "doppel-node-1");
     }
 
     #[test]
