@@ -375,6 +375,23 @@ impl Storage {
             .map_err(|e| StorageError::Write(e.to_string()))
     }
 
+    /// Baseline for benchmarks: one raw RocksDB `WriteBatch` of `rows` into the Raft log
+    /// column family of this same database, written with `sync = true` (what appending
+    /// those bytes costs with nothing of the Raft store around it). Callers pick keys
+    /// no Raft group uses.
+    pub fn raw_log_batch_sync(&self, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StorageError> {
+        let cf = self.raft_cf(RaftCf::Log).map_err(StorageError::Write)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in rows {
+            batch.put_cf(&cf, key, value);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db
+            .write_opt(batch, &opts)
+            .map_err(|e| StorageError::Write(e.to_string()))
+    }
+
     /// Flushes memtables to SST files (used before a clean shutdown).
     pub fn flush(&self) -> Result<(), StorageError> {
         for f in Family::ALL {

@@ -2,65 +2,17 @@
 //! parsing and re-serializing the same twin document as JSON (what any JSON twin
 //! update costs before validation, metadata and key layout).
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use doppel_twins::{Command, Condition, MemState, Overlay, Stamp, StateMachine, TwinRecord};
-use serde_json::json;
+use doppel_twins::{Overlay, StateMachine, TwinRecord};
 use std::hint::black_box;
-
-const MODEL: &str = "dtmi:doppel:bench:Sensor;1";
-
-fn stamp(n: u64) -> Stamp {
-    Stamp {
-        now: format!("2026-01-01T00:{:02}:{:02}Z", (n / 60) % 60, n % 60),
-        nonce: n,
-    }
-}
-
-/// A state holding the sensor model and one twin of it.
-fn plant(sm: &mut StateMachine) -> MemState {
-    let mut mem = MemState::default();
-    let cmds = [
-        Command::EnsureTenant {
-            tenant: "acme".into(),
-        },
-        Command::UploadModels {
-            tenant: "acme".into(),
-            documents: vec![json!({
-                "@context": "dtmi:dtdl:context;3", "@id": MODEL, "@type": "Interface",
-                "contents": [
-                    {"@type": "Property", "name": "temperature", "schema": "double"},
-                    {"@type": "Property", "name": "setpoint", "schema": "double", "writable": true},
-                    {"@type": "Property", "name": "status", "schema": "string"}
-                ]
-            })],
-        },
-        Command::PutTwin {
-            tenant: "acme".into(),
-            twin_id: "sensor-1".into(),
-            body: json!({"$metadata": {"$model": MODEL}, "temperature": 20.5,
-                         "setpoint": 21.0, "status": "running"}),
-            condition: Condition::Always,
-        },
-    ];
-    for (i, cmd) in cmds.iter().enumerate() {
-        let mut out = Overlay::new(&mem);
-        sm.apply(cmd, &stamp(i as u64), &mut out)
-            .expect("the plant applies");
-        let writes = out.into_writes();
-        mem.apply(writes);
-    }
-    mem
-}
+use support::{plant, stamp};
 
 fn bench(c: &mut Criterion) {
     let mut sm = StateMachine::new(64);
     let mem = plant(&mut sm);
-    let patch = Command::PatchTwin {
-        tenant: "acme".into(),
-        twin_id: "sensor-1".into(),
-        patch: json!([{"op": "replace", "path": "/temperature", "value": 21.5}]),
-        condition: Condition::Always,
-    };
+    let patch = support::patch();
     let twin_json = {
         let mut out = Overlay::new(&mem);
         match sm
