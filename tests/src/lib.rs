@@ -112,6 +112,8 @@ pub struct Node {
     /// The admin token to use when the data directory has no `admin.token` (a node that
     /// joined a cluster uses the token of the node that formed it).
     fixed_token: Option<String>,
+    /// Extra environment of the process (e.g. `FAILPOINTS`), for this and later starts.
+    env: Vec<(String, String)>,
     /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub url: String,
     /// The admin bearer token from `<data-dir>/admin.token`.
@@ -129,6 +131,12 @@ impl Node {
     /// [`Node::start`] with extra `serve` arguments (e.g. `--max-body-bytes 2048`).
     /// Give `--http` in `extra` to override the loopback port-0 default.
     pub fn start_with(extra: &[&str]) -> Result<Node> {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Node::start_with`] with extra environment variables for the process (kept for
+    /// restarts until [`Node::set_env`] changes them).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Node> {
         let root = tempfile::Builder::new().prefix("doppel-test-").tempdir()?;
         let data_dir = root.path().join("data");
         let mut args: Vec<String> = vec![
@@ -150,7 +158,7 @@ impl Node {
             args.extend(["--mqtts".into(), "127.0.0.1:0".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::launch(root, data_dir, args)
+        Self::launch_with(root, data_dir, args, None, env)
     }
 
     /// A cluster member: `serve` with `extra` (cluster flags included) on a fresh data
@@ -190,7 +198,21 @@ impl Node {
         args: Vec<String>,
         fixed_token: Option<String>,
     ) -> Result<Node> {
+        Self::launch_with(root, data_dir, args, fixed_token, &[])
+    }
+
+    fn launch_with(
+        root: tempfile::TempDir,
+        data_dir: PathBuf,
+        args: Vec<String>,
+        fixed_token: Option<String>,
+        env: &[(&str, &str)],
+    ) -> Result<Node> {
         let mut node = Node {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             root,
             data_dir,
             args,
@@ -252,6 +274,7 @@ impl Node {
         let mut child = Command::new(doppel_bin())
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -317,6 +340,14 @@ impl Node {
             (None, Err(e)) => return Err(e).context("reading admin.token"),
         };
         Ok(())
+    }
+
+    /// Replaces the extra environment of the next starts (see [`Node::start_with_env`]).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     /// SIGKILL (`Child::kill`): no flush, no graceful shutdown; waits for the exit.
@@ -797,6 +828,56 @@ impl Drop for ScriptDevice {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `node`'s binary has failpoints compiled in (`GET /cluster/failpoints`
+/// answers; a build without `--features doppel-cluster/failpoints,doppel-node/failpoints`
+/// has no such endpoint). Without them a failpoint test cannot run: it is skipped with a
+/// note, except when `DOPPEL_REQUIRE_FAILPOINTS` is set (deploy/test.sh sets it), where
+/// this fails instead, so the README's test command never skips one.
+pub async fn failpoints_or_skip(node: &Node, test: &str) -> bool {
+    let r = node
+        .api()
+        .get("/cluster/failpoints")
+        .await
+        .expect("GET /cluster/failpoints");
+    if r.status == StatusCode::OK {
+        return true;
+    }
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "GET /cluster/failpoints: {}",
+        r.text
+    );
+    assert!(
+        std::env::var_os("DOPPEL_REQUIRE_FAILPOINTS").is_none(),
+        "{test}: {} was built without failpoints; build it with \
+         `cargo build --workspace --bins --features doppel-cluster/failpoints,doppel-node/failpoints` \
+         (deploy/test.sh does)",
+        doppel_bin().display()
+    );
+    eprintln!("{test}: SKIPPED: the doppel binary has no failpoints compiled in");
+    false
+}
+
+/// Sets failpoint `name` of a running node to `actions` (fail's syntax, e.g. `panic`;
+/// `off` disarms it).
+pub async fn set_failpoint(node: &Node, name: &str, actions: &str) {
+    let r = node
+        .api()
+        .put(
+            &format!("/cluster/failpoints/{name}"),
+            &serde_json::json!({ "actions": actions }),
+        )
+        .await
+        .expect("PUT /cluster/failpoints");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "setting failpoint {name}: {}",
+        r.text
+    );
 }
 
 #[cfg(test)]

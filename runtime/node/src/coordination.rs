@@ -15,7 +15,14 @@
 //!    the mark and the first failure is the answer.
 //!
 //! A change cut short between 1 and 3 leaves the mark until it is repeated (`begin`
-//! and `abort` are idempotent).
+//! and `abort` are idempotent). Nothing lifts a mark whose change died with its node
+//! (a crash): the mark does not say who owns it, and `finish` does not require it, so
+//! lifting marks at start-up could lift another node's live one; until the request is
+//! repeated, the model takes no new twins / the twin no new incoming relationships
+//! (tests/tests/coordination_cut_short_by_a_crash.rs, its ignored tests).
+//!
+//! Failpoints (the `failpoints` feature): `coordination_after_mark` (between 1 and 2)
+//! and `coordination_after_check` (between 2 and 3).
 
 use crate::actors::ActorError;
 use crate::dispatch::{execute, execute_here};
@@ -34,6 +41,8 @@ where
     F: Future<Output = Result<T, ActorError>>,
 {
     execute(node, begin).await?;
+    // Crash window: marked, and no shard has checked yet.
+    fail::fail_point!("coordination_after_mark");
     let checks = (0..node.shard_count).map(|shard| execute(node, check(shard)));
     let refused = futures_util::future::join_all(checks)
         .await
@@ -41,7 +50,11 @@ where
         .find_map(Result::err);
     let result = match refused {
         Some(e) => Err(e),
-        None => finish.await,
+        None => {
+            // Crash window: every shard agreed; the change is not made.
+            fail::fail_point!("coordination_after_check");
+            finish.await
+        }
     };
     if result.is_err() {
         let what = format!("{abort:?}");

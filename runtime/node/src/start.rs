@@ -46,6 +46,8 @@ pub struct RunningNode {
 impl Node {
     /// Starts a node from its configuration (validated here; errors name the key).
     pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+        #[cfg(feature = "failpoints")]
+        failpoints_from_env();
         let addr = config.validate()?;
         let data_dir = config.data_dir.clone();
         let scheme = if config.tls_cert.is_some() {
@@ -175,4 +177,14 @@ impl ForwardHandler for Forwarder {
             }
         })
     }
+}
+
+/// Configures the failpoints named in `FAILPOINTS` (`name=actions;…`), once per process
+/// however many nodes it starts. The scenario is kept for the process's whole life:
+/// ending it would reset every failpoint (and a second scenario would wait for the
+/// first to end).
+#[cfg(feature = "failpoints")]
+fn failpoints_from_env() {
+    static SETUP: std::sync::Once = std::sync::Once::new();
+    SETUP.call_once(|| std::mem::forget(fail::FailScenario::setup()));
 }

@@ -10,6 +10,9 @@
 //! - every log write is one atomic batch, so the log never has a hole and `purged`
 //!   always agrees with the entries present;
 //! - entries between append and apply are also served from memory ([`RecentEntries`]).
+//!
+//! Failpoint (the `failpoints` feature): `raft_log_after_write_before_sync`, in `append`
+//! after the entries are written and before their fsync is awaited.
 
 use super::blocking;
 use super::error::{sto_err, RaftStorageError, RaftStoreError};
@@ -206,6 +209,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         write().map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // Held only once written: a range served from memory is also in the log.
         self.recent.insert(held);
+        // Crash window: the entries are written (readable, in the OS's page cache) but
+        // neither fsynced nor reported flushed, so nothing may have acknowledged them.
+        fail::fail_point!("raft_log_after_write_before_sync");
         storage.after_wal_sync(Box::new(move |r| {
             callback.log_io_completed(r.map_err(std::io::Error::other))
         }));

@@ -20,6 +20,8 @@ mod commands_api;
 mod devices_api;
 mod events_api;
 pub mod extract;
+#[cfg(feature = "failpoints")]
+mod failpoints_api;
 pub mod headers;
 mod models_api;
 pub mod paging;
@@ -34,7 +36,11 @@ use axum::Router;
 use doppel_twins::ErrorCode;
 
 pub fn router(state: Node) -> Router {
-    Router::new()
+    let routes = Router::new();
+    // Test builds only: a build without the feature has no failpoints to set.
+    #[cfg(feature = "failpoints")]
+    let routes = routes.merge(failpoints_api::routes());
+    routes
         .route("/healthz", get(healthz))
         .merge(models_api::routes())
         .merge(twins_api::routes())
