@@ -605,6 +605,26 @@ impl Api {
     }
 }
 
+/// Registers `device` (symmetric keys) through `api` and returns a SAS token for IoT
+/// Hub host `hub`, signed with its primary key and valid for an hour; asserts 201.
+pub async fn register_device_with_sas(api: &Api, hub: &str, device: &str) -> String {
+    let r = api
+        .put(&format!("/devices/{device}"), &serde_json::json!({}))
+        .await
+        .expect("the node answers");
+    let key = r.expect(StatusCode::CREATED)["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .expect("a primary key")
+        .to_owned();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+        + 3600;
+    doppel_protocols::sas::make_sas_token(&format!("{hub}/devices/{device}"), &key, expiry, None)
+        .expect("a SAS token")
+}
+
 /// What a finished CLI invocation left behind.
 #[derive(Debug)]
 pub struct CliOutput {

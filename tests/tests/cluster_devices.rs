@@ -4,13 +4,12 @@
 //! through a third node finds it. The device is the real paho Plug and Play device
 //! (tests/clients/pnp_device.py).
 
-use doppel_protocols::sas::make_sas_token;
 use doppel_tests::cluster::Cluster;
-use doppel_tests::{interface, ScriptDevice};
+use doppel_tests::{interface, register_device_with_sas, ScriptDevice};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PUMP: &str = "dtmi:doppel:test:cluster:Pump;1";
 const HUB: &str = "default.doppel";
@@ -48,20 +47,7 @@ async fn a_device_on_any_node_reaches_its_twin_and_is_reached() {
     api1.put_twin(&device, &json!({"$metadata": {"$model": PUMP}}))
         .await
         .unwrap();
-    let r = api1
-        .put(&format!("/devices/{device}"), &json!({}))
-        .await
-        .unwrap();
-    let key = r.expect(StatusCode::CREATED)["authentication"]["symmetricKey"]["primaryKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let expiry = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let sas = make_sas_token(&format!("{HUB}/devices/{device}"), &key, expiry, None).unwrap();
+    let sas = register_device_with_sas(&api1, HUB, &device).await;
     let dev = pnp_device(&cluster, 3, &device, &sas);
     let step = |s: &str| -> Value { dev.expect(s, Duration::from_secs(30)) };
     step("ready");

@@ -13,12 +13,13 @@
 //! message, counts it and logs a warning with the same reason, which is read here from
 //! the node's log.
 
-use doppel_protocols::sas::make_sas_token;
-use doppel_tests::{interface, wait_until, EventStream, Mosquitto, Node, ScriptDevice};
+use doppel_tests::{
+    interface, register_device_with_sas, wait_until, EventStream, Mosquitto, Node, ScriptDevice,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const PUMP: &str = "dtmi:doppel:test:conformance:Pump;1";
 const HUB: &str = "default.doppel";
@@ -65,18 +66,7 @@ async fn set_up(transport: Transport) -> Setup {
     let mut args: Vec<String> = vec!["--device".into(), "pump-1".into()];
     match &broker {
         None => {
-            let r = api.put("/devices/pump-1", &json!({})).await.unwrap();
-            let key = r.expect(StatusCode::CREATED)["authentication"]["symmetricKey"]["primaryKey"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            let expiry = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 3600;
-            let sas = make_sas_token(&format!("{HUB}/devices/pump-1"), &key, expiry, None)
-                .expect("token");
+            let sas = register_device_with_sas(&api, HUB, "pump-1").await;
             let port = node.mqtt_addr().expect("mqtt banner line");
             let port = port.rsplit(':').next().unwrap().to_owned();
             args.extend([

@@ -8,19 +8,30 @@
 //! `$version` of `desired` is the twin's desired version: it grows with every desired
 //! value the app sets, and a device acknowledges it as `av`.
 
-use doppel_twins::{PropertyBag, TwinRecord};
+use doppel_twins::{PropertyBag, PropertyMeta, TwinRecord};
 use serde_json::{json, Map, Value};
 
 /// Desired values newer than `since` (all of them for `since = 0`), grouped as IoT Hub
 /// does, with `$version`. `None` when nothing is newer.
 pub fn desired_patch(twin: &TwinRecord, since: u64) -> Option<Value> {
-    let mut out = Map::new();
+    let (mut out, newest) = desired_where(twin, |_, version| version > since)?;
+    out.insert("$version".into(), json!(twin.desired_version.max(newest)));
+    Some(Value::Object(out))
+}
+
+/// The desired values `keep` (given a property's metadata and desired version) selects,
+/// root properties first and each component's under its name marked `"__t": "c"`, with
+/// the newest desired version among them; `None` when none is selected.
+fn desired_where(
+    twin: &TwinRecord,
+    keep: impl Fn(&PropertyMeta, u64) -> bool,
+) -> Option<(Map<String, Value>, u64)> {
     let mut newest = 0;
     let mut pick = |bag: &PropertyBag| -> Map<String, Value> {
         let mut m = Map::new();
         for (name, meta) in &bag.meta {
             if let (Some(v), Some(ver)) = (&meta.desired_value, meta.desired_version) {
-                if ver > since {
+                if keep(meta, ver) {
                     m.insert(name.clone(), v.clone());
                     newest = newest.max(ver);
                 }
@@ -28,7 +39,7 @@ pub fn desired_patch(twin: &TwinRecord, since: u64) -> Option<Value> {
         }
         m
     };
-    out.extend(pick(&twin.root));
+    let mut out = pick(&twin.root);
     for (name, bag) in &twin.components {
         let mut m = pick(bag);
         if !m.is_empty() {
@@ -36,11 +47,7 @@ pub fn desired_patch(twin: &TwinRecord, since: u64) -> Option<Value> {
             out.insert(name.clone(), Value::Object(m));
         }
     }
-    if out.is_empty() {
-        return None;
-    }
-    out.insert("$version".into(), json!(twin.desired_version.max(newest)));
-    Some(Value::Object(out))
+    (!out.is_empty()).then_some((out, newest))
 }
 
 fn reported(bag: &PropertyBag) -> Map<String, Value> {
@@ -69,29 +76,9 @@ fn reported(bag: &PropertyBag) -> Map<String, Value> {
 /// Desired values the device has not acknowledged yet (desired version above its
 /// `ackVersion`), for delivery when it (re)subscribes. `None` when all are acked.
 pub fn unacknowledged_desired(twin: &TwinRecord) -> Option<Value> {
-    let mut out = Map::new();
-    let pick = |bag: &PropertyBag| -> Map<String, Value> {
-        let mut m = Map::new();
-        for (name, meta) in &bag.meta {
-            if let (Some(v), Some(ver)) = (&meta.desired_value, meta.desired_version) {
-                if ver > meta.ack_version.unwrap_or(0) {
-                    m.insert(name.clone(), v.clone());
-                }
-            }
-        }
-        m
-    };
-    out.extend(pick(&twin.root));
-    for (name, bag) in &twin.components {
-        let mut m = pick(bag);
-        if !m.is_empty() {
-            m.insert("__t".into(), json!("c"));
-            out.insert(name.clone(), Value::Object(m));
-        }
-    }
-    if out.is_empty() {
-        return None;
-    }
+    let (mut out, _) = desired_where(twin, |meta, version| {
+        version > meta.ack_version.unwrap_or(0)
+    })?;
     out.insert("$version".into(), json!(twin.desired_version));
     Some(Value::Object(out))
 }
@@ -115,7 +102,6 @@ pub fn device_twin(twin: &TwinRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use doppel_twins::PropertyMeta;
 
     fn twin() -> TwinRecord {
         let mut root = PropertyBag::default();
